@@ -1,0 +1,109 @@
+//! Herald's HTTP API: a superset of the Svix API. One module per resource under
+//! `routes/`; `error.rs` renders Svix's error shapes; `extract.rs` wraps the JSON and
+//! query extractors so bad input gets those shapes; `auth.rs` checks tokens;
+//! `list.rs` is Svix pagination. The OpenAPI document is generated from the handlers.
+//! The API never opens outbound connections: it hands messages to `dispatch`.
+
+mod auth;
+mod error;
+mod extract;
+mod list;
+mod routes;
+mod time;
+mod validate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use dispatch::Dispatcher;
+use model::Clock;
+use store::Store;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use auth::AdminToken;
+use auth::BearerAuth;
+
+/// Settings of the API; the caller decides every value.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted message payload, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: ApiConfig,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald API",
+        description = "Webhook delivery server. A superset of the Svix API: the official Svix SDKs work unchanged.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    components(schemas(error::HttpErrorOut, error::HttpValidationError, error::ValidationErrorItem)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// The whole API as a router, with its OpenAPI document served at `/api/v1/openapi.json`.
+pub fn router(
+    store: Arc<dyn Store>,
+    dispatcher: Dispatcher,
+    clock: Arc<dyn Clock>,
+    token: AdminToken,
+    config: ApiConfig,
+) -> Router {
+    let state = AppState {
+        store,
+        dispatcher,
+        clock,
+        config: config.clone(),
+    };
+    let (public, authenticated) = routers();
+    let authenticated = authenticated.layer(axum::middleware::from_fn_with_state(
+        token,
+        auth::require_token,
+    ));
+    let (router, doc) = public.merge(authenticated).split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(error::not_found_fallback)
+        .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.max_payload_bytes + extract::ENVELOPE_SLACK,
+        ))
+        .layer(axum::middleware::from_fn(error::log_server_errors))
+        .with_state(state)
+}
+
+/// The OpenAPI document of what Herald implements, as generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (public, authenticated) = routers();
+    public.merge(authenticated).into_openapi()
+}
+
+/// The routes that need no token, and those that do.
+fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let public = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::health::router());
+    let authenticated = OpenApiRouter::new()
+        .merge(routes::applications::router())
+        .merge(routes::event_types::router())
+        .merge(routes::endpoints::router())
+        .merge(routes::messages::router())
+        .merge(routes::attempts::router());
+    (public, authenticated)
+}

@@ -1,0 +1,761 @@
+//! Endpoints (subscriptions): `/api/v1/app/{app_id}/endpoint`, with their secret,
+//! headers, recover and stats.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use model::{Application, Endpoint, EndpointId, RetiredSecret, Secret};
+use serde::{Deserialize, Serialize};
+use store::Order;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::Patch;
+use super::applications;
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ValidationErrorItem};
+use crate::extract::{ValidJson, ValidQuery, Validate};
+use crate::list::{ListResponse, Ordering, order_of, paging};
+use crate::validate::{self, Problems};
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_endpoints, create_endpoint))
+        .routes(routes!(
+            get_endpoint,
+            update_endpoint,
+            patch_endpoint,
+            delete_endpoint
+        ))
+        .routes(routes!(get_endpoint_secret))
+        .routes(routes!(rotate_endpoint_secret))
+        .routes(routes!(
+            get_endpoint_headers,
+            update_endpoint_headers,
+            patch_endpoint_headers
+        ))
+        .routes(routes!(recover_failed_webhooks))
+        .routes(routes!(get_endpoint_stats))
+}
+
+/// Most secrets kept in their grace period at once.
+const MAX_RETIRED_SECRETS: usize = 5;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EndpointIn {
+    url: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    version: Option<i32>,
+    /// Messages per second to this endpoint (stored; enforcement is planned).
+    #[serde(default, alias = "rateLimit")]
+    throttle_rate: Option<u16>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    /// Event types this endpoint receives; none means all.
+    #[serde(default, alias = "filterTypes")]
+    event_types: Option<Vec<String>>,
+    /// Channels this endpoint receives; none means all messages.
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    /// `whsec_` + base64 of 24 to 64 bytes; generated when absent.
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+    /// Constant headers sent with every delivery.
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+}
+
+/// The fields shared by create and update, checked the same way.
+fn check_common(
+    problems: &mut Problems,
+    url: &str,
+    uid: Option<&String>,
+    throttle_rate: Option<u16>,
+    event_types: Option<&Vec<String>>,
+    channels: Option<&Vec<String>>,
+    metadata: Option<&BTreeMap<String, String>>,
+) {
+    validate::endpoint_url(problems, &["body", "url"], url);
+    if let Some(uid) = uid {
+        validate::uid(problems, &["body", "uid"], uid, EndpointId::PREFIX);
+    }
+    if throttle_rate == Some(0) {
+        problems.push(ValidationErrorItem::new(
+            &["body", "throttleRate"],
+            "must be at least 1",
+        ));
+    }
+    if let Some(types) = event_types {
+        validate::name_list(problems, &["body", "eventTypes"], types, (1, 1000), 256);
+    }
+    if let Some(channels) = channels {
+        validate::name_list(problems, &["body", "channels"], channels, (1, 10), 128);
+    }
+    if let Some(metadata) = metadata {
+        validate::metadata(problems, &["body", "metadata"], metadata);
+    }
+}
+
+impl Validate for EndpointIn {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        check_common(
+            &mut problems,
+            &self.url,
+            self.uid.as_ref(),
+            self.throttle_rate,
+            self.event_types.as_ref(),
+            self.channels.as_ref(),
+            self.metadata.as_ref(),
+        );
+        if let Some(secret) = &self.secret {
+            validate::secret(&mut problems, &["body", "secret"], secret);
+        }
+        if let Some(headers) = &self.headers {
+            validate::headers(
+                &mut problems,
+                &["body", "headers"],
+                headers.iter().map(|(k, v)| (k, Some(v))),
+            );
+        }
+        problems
+    }
+}
+
+/// PUT body: every field but the secret and headers, which have their own routes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EndpointUpdate {
+    url: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    version: Option<i32>,
+    #[serde(default, alias = "rateLimit")]
+    throttle_rate: Option<u16>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default, alias = "filterTypes")]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+impl Validate for EndpointUpdate {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        check_common(
+            &mut problems,
+            &self.url,
+            self.uid.as_ref(),
+            self.throttle_rate,
+            self.event_types.as_ref(),
+            self.channels.as_ref(),
+            self.metadata.as_ref(),
+        );
+        problems
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EndpointPatch {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    uid: Patch<String>,
+    #[serde(default)]
+    version: Option<i32>,
+    #[serde(default, alias = "rateLimit")]
+    #[schema(value_type = Option<u16>)]
+    throttle_rate: Patch<u16>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default, alias = "filterTypes")]
+    #[schema(value_type = Option<Vec<String>>)]
+    event_types: Patch<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    channels: Patch<Vec<String>>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+impl Validate for EndpointPatch {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        if let Some(url) = &self.url {
+            validate::endpoint_url(&mut problems, &["body", "url"], url);
+        }
+        if let Some(uid) = self.uid.value() {
+            validate::uid(&mut problems, &["body", "uid"], uid, EndpointId::PREFIX);
+        }
+        if self.throttle_rate == Patch::Value(0) {
+            problems.push(ValidationErrorItem::new(
+                &["body", "throttleRate"],
+                "must be at least 1",
+            ));
+        }
+        if let Some(types) = self.event_types.value() {
+            validate::name_list(
+                &mut problems,
+                &["body", "eventTypes"],
+                types,
+                (1, 1000),
+                256,
+            );
+        }
+        if let Some(channels) = self.channels.value() {
+            validate::name_list(&mut problems, &["body", "channels"], channels, (1, 10), 128);
+        }
+        if let Some(metadata) = &self.metadata {
+            validate::metadata(&mut problems, &["body", "metadata"], metadata);
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EndpointOut {
+    id: String,
+    uid: Option<String>,
+    url: String,
+    description: String,
+    version: i32,
+    throttle_rate: Option<u32>,
+    disabled: bool,
+    event_types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
+    metadata: BTreeMap<String, String>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Endpoint> for EndpointOut {
+    fn from(ep: Endpoint) -> Self {
+        Self {
+            id: ep.id.into_string(),
+            uid: ep.uid,
+            url: ep.url,
+            description: ep.description,
+            version: ep.version,
+            throttle_rate: ep.rate_limit,
+            disabled: ep.disabled,
+            event_types: ep.filter_types,
+            channels: ep.channels,
+            metadata: ep.metadata,
+            created_at: ep.created_at,
+            updated_at: ep.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct EndpointSecretOut {
+    key: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EndpointSecretRotateIn {
+    /// The new secret; generated when absent.
+    #[serde(default)]
+    key: Option<String>,
+    /// How long the old secret keeps signing, in seconds (0 to 604800, default 86400).
+    #[serde(default)]
+    grace_period_seconds: Option<u32>,
+}
+
+impl Validate for EndpointSecretRotateIn {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        if let Some(key) = &self.key {
+            validate::secret(&mut problems, &["body", "key"], key);
+        }
+        if self.grace_period_seconds.is_some_and(|g| g > 604_800) {
+            problems.push(ValidationErrorItem::new(
+                &["body", "gracePeriodSeconds"],
+                "must be at most 604800 (7 days)",
+            ));
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct EndpointHeadersOut {
+    headers: BTreeMap<String, String>,
+    sensitive: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct EndpointHeadersIn {
+    headers: BTreeMap<String, String>,
+}
+
+impl Validate for EndpointHeadersIn {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        validate::headers(
+            &mut problems,
+            &["body", "headers"],
+            self.headers.iter().map(|(k, v)| (k, Some(v))),
+        );
+        problems
+    }
+}
+
+/// PATCH body: `null` values (or names in `deleteHeaders`) remove headers.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EndpointHeadersPatchIn {
+    headers: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    delete_headers: Option<Vec<String>>,
+}
+
+impl Validate for EndpointHeadersPatchIn {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        validate::headers(
+            &mut problems,
+            &["body", "headers"],
+            self.headers.iter().map(|(k, v)| (k, v.as_ref())),
+        );
+        problems
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct RecoverIn {
+    #[serde(deserialize_with = "crate::time::deserialize")]
+    since: DateTime<Utc>,
+    #[serde(default, deserialize_with = "crate::time::deserialize_opt")]
+    until: Option<DateTime<Utc>>,
+}
+
+impl Validate for RecoverIn {}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct RecoverOut {
+    id: String,
+    status: &'static str,
+    task: &'static str,
+    /// How many failed deliveries were made pending again (Herald extension).
+    recovered: u64,
+    #[serde(serialize_with = "crate::time::serialize")]
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct EndpointStats {
+    success: u64,
+    pending: u64,
+    sending: u64,
+    fail: u64,
+    canceled: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// How many items to return (1 to 250, default 50).
+    limit: Option<usize>,
+    /// The `iterator` of the previous page; prefix `-` to page backwards.
+    iterator: Option<String>,
+    order: Option<Ordering>,
+}
+
+impl Validate for ListQuery {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        paging(self.limit, &self.iterator).problems()
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StatsQuery {
+    #[serde(default, deserialize_with = "crate::time::deserialize_opt")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "crate::time::deserialize_opt")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<DateTime<Utc>>,
+}
+
+impl Validate for StatsQuery {}
+
+/// Loads an application and one of its endpoints by id or uid, or answers 404.
+pub(crate) async fn load(
+    state: &AppState,
+    app_id: &str,
+    endpoint_id: &str,
+) -> ApiResult<(Application, Endpoint)> {
+    let app = applications::load(state, app_id).await?;
+    let endpoint = state
+        .store
+        .get_endpoint(&app.id, endpoint_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((app, endpoint))
+}
+
+/// List an application's endpoints (newest first by default).
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint", tag = "Endpoint",
+    params(("app_id" = String, Path), ListQuery),
+    responses((status = 200, body = ListResponse<EndpointOut>)))]
+async fn list_endpoints(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    ValidQuery(query): ValidQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse<EndpointOut>>> {
+    let app = applications::load(&state, &app_id).await?;
+    let (page, back) =
+        paging(query.limit, &query.iterator).page(order_of(query.order, Order::Descending));
+    let rows = state.store.list_endpoints(&app.id, &page).await?;
+    Ok(Json(ListResponse::from_rows(
+        rows,
+        &page,
+        back,
+        |e| e.id.to_string(),
+        EndpointOut::from,
+    )))
+}
+
+/// Create an endpoint.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint", tag = "Endpoint",
+    params(("app_id" = String, Path)), request_body = EndpointIn,
+    responses((status = 201, body = EndpointOut), (status = 422, body = crate::error::HttpValidationError)))]
+async fn create_endpoint(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    ValidJson(body): ValidJson<EndpointIn>,
+) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
+    let app = applications::load(&state, &app_id).await?;
+    let now = state.clock.now();
+    let endpoint = Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.id,
+        uid: body.uid,
+        url: body.url,
+        description: body.description.unwrap_or_default(),
+        version: body.version.unwrap_or(1),
+        rate_limit: body.throttle_rate.map(u32::from),
+        disabled: body.disabled.unwrap_or(false),
+        filter_types: body.event_types,
+        channels: body.channels,
+        metadata: body.metadata.unwrap_or_default(),
+        headers: body.headers.unwrap_or_default(),
+        secret: Secret::from_string(body.secret.unwrap_or_else(signing::generate_secret)),
+        retired_secrets: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let endpoint = state.store.create_endpoint(endpoint).await?;
+    Ok((StatusCode::CREATED, Json(endpoint.into())))
+}
+
+/// Get an endpoint by id or uid.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointOut), (status = 404, body = crate::error::HttpErrorOut)))]
+async fn get_endpoint(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointOut>> {
+    let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    Ok(Json(endpoint.into()))
+}
+
+/// Update an endpoint, creating it if missing (upsert).
+#[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointUpdate,
+    responses((status = 200, body = EndpointOut), (status = 201, body = EndpointOut)))]
+async fn update_endpoint(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidJson(body): ValidJson<EndpointUpdate>,
+) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
+    let app = applications::load(&state, &app_id).await?;
+    let now = state.clock.now();
+    let existing = state.store.get_endpoint(&app.id, &endpoint_id).await?;
+    let created = existing.is_none();
+    let mut endpoint = existing.unwrap_or_else(|| Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.id.clone(),
+        uid: None,
+        url: String::new(),
+        description: String::new(),
+        version: 1,
+        rate_limit: None,
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        metadata: BTreeMap::new(),
+        headers: BTreeMap::new(),
+        secret: Secret::from_string(signing::generate_secret()),
+        retired_secrets: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    });
+    endpoint.url = body.url;
+    endpoint.description = body.description.unwrap_or_default();
+    endpoint.uid = body.uid.or_else(|| {
+        (created && !EndpointId::looks_like(&endpoint_id)).then(|| endpoint_id.clone())
+    });
+    endpoint.version = body.version.unwrap_or(endpoint.version);
+    endpoint.rate_limit = body.throttle_rate.map(u32::from);
+    endpoint.disabled = body.disabled.unwrap_or(false);
+    endpoint.filter_types = body.event_types;
+    endpoint.channels = body.channels;
+    endpoint.metadata = body.metadata.unwrap_or_default();
+    endpoint.updated_at = now;
+    if created {
+        Ok((
+            StatusCode::CREATED,
+            Json(state.store.create_endpoint(endpoint).await?.into()),
+        ))
+    } else {
+        Ok((
+            StatusCode::OK,
+            Json(state.store.update_endpoint(endpoint).await?.into()),
+        ))
+    }
+}
+
+/// Change some fields of an endpoint.
+#[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointPatch,
+    responses((status = 200, body = EndpointOut)))]
+async fn patch_endpoint(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidJson(patch): ValidJson<EndpointPatch>,
+) -> ApiResult<Json<EndpointOut>> {
+    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    if let Some(url) = patch.url {
+        endpoint.url = url;
+    }
+    if let Some(description) = patch.description {
+        endpoint.description = description;
+    }
+    patch.uid.apply_opt(&mut endpoint.uid);
+    if let Some(version) = patch.version {
+        endpoint.version = version;
+    }
+    let mut rate = endpoint
+        .rate_limit
+        .map(|r| u16::try_from(r).unwrap_or(u16::MAX));
+    patch.throttle_rate.apply_opt(&mut rate);
+    endpoint.rate_limit = rate.map(u32::from);
+    if let Some(disabled) = patch.disabled {
+        endpoint.disabled = disabled;
+    }
+    patch.event_types.apply_opt(&mut endpoint.filter_types);
+    patch.channels.apply_opt(&mut endpoint.channels);
+    if let Some(metadata) = patch.metadata {
+        endpoint.metadata = metadata;
+    }
+    endpoint.updated_at = state.clock.now();
+    Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
+}
+
+/// Delete an endpoint with its deliveries and attempts.
+#[utoipa::path(delete, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), responses((status = 204)))]
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (app, endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    state.store.delete_endpoint(&app.id, &endpoint.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Get the endpoint's current signing secret.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointSecretOut)))]
+async fn get_endpoint_secret(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    Ok(Json(EndpointSecretOut {
+        key: endpoint.secret.expose().to_owned(),
+    }))
+}
+
+/// Rotate the signing secret. The old secret keeps signing (both signatures are sent)
+/// for the grace period. Answers with the new secret, as the Svix SDK expects.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointSecretRotateIn,
+    responses((status = 200, body = EndpointSecretOut), (status = 400, body = crate::error::HttpErrorOut)))]
+async fn rotate_endpoint_secret(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidJson(body): ValidJson<EndpointSecretRotateIn>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    let now = state.clock.now();
+    let grace = chrono::Duration::seconds(i64::from(body.grace_period_seconds.unwrap_or(86_400)));
+    endpoint.retired_secrets.retain(|r| r.expires_at > now);
+    if endpoint.retired_secrets.len() >= MAX_RETIRED_SECRETS {
+        return Err(ApiError::BadRequest {
+            code: "limit_reached",
+            detail: format!(
+                "At most {MAX_RETIRED_SECRETS} old secrets can be in their grace period; wait for one to expire."
+            ),
+        });
+    }
+    let new_secret = Secret::from_string(body.key.unwrap_or_else(signing::generate_secret));
+    let old = std::mem::replace(&mut endpoint.secret, new_secret.clone());
+    if !grace.is_zero() {
+        endpoint.retired_secrets.push(RetiredSecret {
+            secret: old,
+            expires_at: now + grace,
+        });
+    }
+    endpoint.updated_at = now;
+    state.store.update_endpoint(endpoint).await?;
+    Ok(Json(EndpointSecretOut {
+        key: new_secret.expose().to_owned(),
+    }))
+}
+
+/// Get the endpoint's custom headers.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointHeadersOut)))]
+async fn get_endpoint_headers(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointHeadersOut>> {
+    let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    Ok(Json(EndpointHeadersOut {
+        headers: endpoint.headers,
+        sensitive: Vec::new(),
+    }))
+}
+
+/// Replace the endpoint's custom headers.
+#[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointHeadersIn,
+    responses((status = 204)))]
+async fn update_endpoint_headers(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidJson(body): ValidJson<EndpointHeadersIn>,
+) -> ApiResult<StatusCode> {
+    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    endpoint.headers = body.headers;
+    endpoint.updated_at = state.clock.now();
+    state.store.update_endpoint(endpoint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set, change or remove some custom headers.
+#[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointHeadersPatchIn,
+    responses((status = 204)))]
+async fn patch_endpoint_headers(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidJson(body): ValidJson<EndpointHeadersPatchIn>,
+) -> ApiResult<StatusCode> {
+    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    for (name, value) in body.headers {
+        match value {
+            Some(value) => endpoint.headers.insert(name, value),
+            None => endpoint.headers.remove(&name),
+        };
+    }
+    for name in body.delete_headers.unwrap_or_default() {
+        endpoint.headers.remove(&name);
+    }
+    let mut problems = Vec::new();
+    validate::headers(
+        &mut problems,
+        &["body", "headers"],
+        endpoint.headers.iter().map(|(k, v)| (k, Some(v))),
+    );
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    endpoint.updated_at = state.clock.now();
+    state.store.update_endpoint(endpoint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resend every failed delivery to this endpoint created since a time.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = RecoverIn,
+    responses((status = 202, body = RecoverOut)))]
+async fn recover_failed_webhooks(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidJson(body): ValidJson<RecoverIn>,
+) -> ApiResult<(StatusCode, Json<RecoverOut>)> {
+    let (app, endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    let now = state.clock.now();
+    let recovered = state
+        .store
+        .recover(&app.id, &endpoint.id, body.since, body.until, now)
+        .await?;
+    state.dispatcher.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RecoverOut {
+            id: model::new_id("qtask"),
+            status: "finished",
+            task: "endpoint.recover",
+            recovered,
+            updated_at: now,
+        }),
+    ))
+}
+
+/// Deliveries to this endpoint by status.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path), StatsQuery),
+    responses((status = 200, body = EndpointStats)))]
+async fn get_endpoint_stats(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidQuery(query): ValidQuery<StatsQuery>,
+) -> ApiResult<Json<EndpointStats>> {
+    let (app, endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    let counts = state
+        .store
+        .endpoint_stats(&app.id, &endpoint.id, query.since, query.until)
+        .await?;
+    Ok(Json(EndpointStats {
+        success: counts.success,
+        pending: counts.pending,
+        sending: counts.sending,
+        fail: counts.fail,
+        canceled: 0,
+    }))
+}

@@ -1,0 +1,79 @@
+//! Attempt: sign a message for an endpoint and hand it to the transport.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use model::{Endpoint, ErrorKind, Message, Outcome};
+use signing::Key;
+use transport::{HttpRequest, HttpTransport};
+
+/// Signs and sends `message` to `endpoint`, returning what happened.
+pub(crate) async fn attempt(
+    transport: &HttpTransport,
+    endpoint: &Endpoint,
+    message: &Message,
+    now: DateTime<Utc>,
+) -> Outcome {
+    match prepare(endpoint, message, now) {
+        Ok(request) => transport.send(request).await,
+        Err(reason) => refused(reason),
+    }
+}
+
+/// A failure decided before sending; it is not retried.
+pub(crate) fn refused(reason: String) -> Outcome {
+    Outcome {
+        status_code: None,
+        body: reason,
+        duration: std::time::Duration::ZERO,
+        error: Some(ErrorKind::Refused),
+        permanent: true,
+        retry_after: None,
+    }
+}
+
+/// The signed request: the payload bytes exactly as published, the Standard Webhooks
+/// headers (also under their `svix-` names) and the endpoint's constant headers.
+fn prepare(
+    endpoint: &Endpoint,
+    message: &Message,
+    now: DateTime<Utc>,
+) -> Result<HttpRequest, String> {
+    let timestamp = now.timestamp();
+    let body = Bytes::copy_from_slice(message.payload.as_bytes());
+    let mut keys = Vec::with_capacity(1);
+    for secret in endpoint.signing_secrets(now) {
+        keys.push(Key::parse(secret.expose()).map_err(|e| format!("endpoint secret: {e}"))?);
+    }
+    let signature = signing::signature_header(&keys, message.id.as_str(), timestamp, &body);
+
+    let mut headers = HeaderMap::with_capacity(8 + endpoint.headers.len());
+    for (name, value) in &endpoint.headers {
+        // Validated when set through the API; anything unparseable is skipped, not sent broken.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    let id = HeaderValue::from_str(message.id.as_str()).map_err(|e| e.to_string())?;
+    let ts = HeaderValue::from(timestamp);
+    let sig = HeaderValue::from_str(&signature).map_err(|e| e.to_string())?;
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("webhook-id", id.clone());
+    headers.insert("webhook-timestamp", ts.clone());
+    headers.insert("webhook-signature", sig.clone());
+    headers.insert("svix-id", id);
+    headers.insert("svix-timestamp", ts);
+    headers.insert("svix-signature", sig);
+    Ok(HttpRequest {
+        method: http::Method::POST,
+        url: endpoint.url.clone(),
+        headers,
+        body,
+    })
+}

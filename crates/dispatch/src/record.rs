@@ -1,0 +1,95 @@
+//! Record: write the attempt and the delivery's new state, and say what happened in the log.
+
+use chrono::{DateTime, Utc};
+use model::{Attempt, AttemptId, Outcome, Status};
+use store::{DeliveryUpdate, Store};
+
+use crate::schedule::NextStep;
+use crate::worker::Job;
+
+/// Response bodies are kept up to this many bytes in attempt records.
+pub(crate) const MAX_RECORDED_RESPONSE: usize = 20 * 1024;
+
+/// Writes the attempt and the delivery's next state in one transaction.
+pub(crate) async fn record(
+    store: &dyn Store,
+    job: &Job,
+    url: &str,
+    outcome: &Outcome,
+    step: &NextStep,
+    now: DateTime<Utc>,
+) -> store::Result<()> {
+    let attempts = job.attempts + 1;
+    let update = match step {
+        NextStep::Delivered => DeliveryUpdate {
+            status: Status::Success,
+            attempts,
+            next_attempt_at: None,
+        },
+        NextStep::RetryAt(at) => DeliveryUpdate {
+            status: Status::Pending,
+            attempts,
+            next_attempt_at: Some(*at),
+        },
+        NextStep::Failed => DeliveryUpdate {
+            status: Status::Fail,
+            attempts,
+            next_attempt_at: None,
+        },
+    };
+    let attempt = Attempt {
+        id: AttemptId::generate(),
+        delivery_id: job.delivery_id.clone(),
+        msg_id: job.message.id.clone(),
+        app_id: job.message.app_id.clone(),
+        endpoint_id: job.endpoint_id.clone(),
+        url: url.to_owned(),
+        status: if outcome.delivered() {
+            Status::Success
+        } else {
+            Status::Fail
+        },
+        response_status_code: outcome.status_code.map(i32::from).unwrap_or(0),
+        response: truncate(&outcome.body, MAX_RECORDED_RESPONSE).to_owned(),
+        response_duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
+        error: outcome.error,
+        trigger: job.trigger,
+        created_at: now,
+    };
+    store.record_attempt(attempt, update).await?;
+    log_outcome(job, outcome, step);
+    Ok(())
+}
+
+fn log_outcome(job: &Job, outcome: &Outcome, step: &NextStep) {
+    let (msg, ep) = (job.message.id.as_str(), job.endpoint_id.as_str());
+    let error = outcome.error.map(|e| e.as_str()).unwrap_or("");
+    let status = outcome.status_code.unwrap_or(0);
+    match step {
+        NextStep::Delivered => tracing::trace!(msg_id = msg, endpoint_id = ep, status, "delivered"),
+        NextStep::RetryAt(at) => tracing::debug!(
+            msg_id = msg, endpoint_id = ep, status, error, retry_at = %at,
+            "attempt failed, retry scheduled"
+        ),
+        NextStep::Failed => tracing::warn!(
+            msg_id = msg,
+            endpoint_id = ep,
+            status,
+            error,
+            attempts = job.attempts + 1,
+            "message.attempt.exhausted: delivery failed, no retries left"
+        ),
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,371 @@
+//! The worker: sequences the stages and owns the in-memory side of delivery.
+//!
+//! Deliveries reach the worker two ways: straight from ingest (already leased in the
+//! store, no poll needed) and from `lease_due` polls (retries, recover, resend, and
+//! anything left over by a restart). Each endpoint has its own FIFO queue; endpoints
+//! with work take turns (round robin), each limited to `max_in_flight_per_endpoint`
+//! concurrent attempts, all limited to `max_in_flight`. A slow or dead endpoint thus
+//! holds at most its own slots, never another endpoint's queue.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use model::{Clock, DeliveryId, EndpointId, Message, Trigger};
+use store::{DueDelivery, Store};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use transport::HttpTransport;
+
+use crate::attempt::{attempt, refused};
+use crate::record::record;
+use crate::schedule::{RetryPolicy, next_step};
+
+/// Settings of the worker; the caller decides every value.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    pub retry: RetryPolicy,
+    /// Concurrent attempts in all.
+    pub max_in_flight: usize,
+    /// Concurrent attempts to one endpoint.
+    pub max_in_flight_per_endpoint: usize,
+    /// Deliveries held in memory (queued or in flight); beyond this they wait in the store.
+    pub max_queued: usize,
+    /// How long a leased delivery belongs to this process before a poll may take it again.
+    pub lease: Duration,
+    /// How often the store is polled for due deliveries when nothing wakes the poller.
+    pub poll_interval: Duration,
+    /// Deliveries leased per poll at most.
+    pub poll_batch: usize,
+    /// On shutdown, attempts in flight get this long to finish.
+    pub drain_timeout: Duration,
+}
+
+/// One delivery to attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) delivery_id: DeliveryId,
+    pub(crate) endpoint_id: EndpointId,
+    pub(crate) message: Arc<Message>,
+    /// Attempts made before this one in the current run.
+    pub(crate) attempts: u32,
+    pub(crate) trigger: Trigger,
+}
+
+/// The delivery pipeline's handle: ingest goes in, attempts come out. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: DispatcherConfig,
+    transport: HttpTransport,
+    /// Queue state. A `std` mutex: every critical section is a few map operations and
+    /// none awaits; it is taken on every enqueue and completion (the hot path).
+    queues: Mutex<Queues>,
+    /// Wakes the poller early (resend, recover, freed capacity).
+    wake: Notify,
+    /// Attempt tasks, so shutdown can wait for them.
+    tasks: TaskTracker,
+    stopping: CancellationToken,
+}
+
+#[derive(Default)]
+struct Queues {
+    by_endpoint: HashMap<EndpointId, EndpointQueue>,
+    /// Endpoints that have queued jobs and a free slot, in turn order.
+    ready: VecDeque<EndpointId>,
+    in_flight: usize,
+    /// Deliveries held in memory, queued or in flight: a poll never takes one twice.
+    held: HashSet<DeliveryId>,
+    /// Slots promised to ingests whose transaction has not committed yet.
+    reserved: usize,
+    /// Set when ingest found no room, so the poller knows the store has leftovers.
+    overflowed: bool,
+}
+
+#[derive(Default)]
+struct EndpointQueue {
+    jobs: VecDeque<Job>,
+    in_flight: usize,
+    in_ready: bool,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        transport: HttpTransport,
+        clock: Arc<dyn Clock>,
+        config: DispatcherConfig,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                clock,
+                config,
+                transport,
+                queues: Mutex::new(Queues::default()),
+                wake: Notify::new(),
+                tasks: TaskTracker::new(),
+                stopping: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Asks the poller to look for due deliveries now (after a resend or recover).
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    /// Deliveries held in memory right now (queued or in flight).
+    pub fn held(&self) -> usize {
+        self.shared.lock().held.len()
+    }
+
+    /// Polls the store for due deliveries until `shutdown`, then drains: no new attempts
+    /// start, attempts in flight get `drain_timeout` to finish, and queued deliveries are
+    /// released back to the store.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let shared = &self.shared;
+        loop {
+            let full_batch = match shared.poll_once().await {
+                Ok(full) => full,
+                Err(err) => {
+                    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "polling the store failed");
+                    false
+                }
+            };
+            if full_batch {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::task::yield_now() => continue,
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = shared.wake.notified() => {}
+                () = tokio::time::sleep(shared.config.poll_interval) => {}
+            }
+        }
+        shared.drain().await;
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        // A poisoned lock means a panic inside a few map operations: a bug. Keep going
+        // with the state as it is rather than stopping every delivery.
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Leases due deliveries that fit in memory. Returns whether the batch was full
+    /// (more may be due right away).
+    async fn poll_once(self: &Arc<Self>) -> store::Result<bool> {
+        let room = {
+            let mut q = self.lock();
+            q.overflowed = false;
+            self.config
+                .max_queued
+                .saturating_sub(q.held.len() + q.reserved)
+        };
+        let limit = room.min(self.config.poll_batch);
+        if limit == 0 {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        let lease_end = now + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
+        let due = self.store.lease_due(now, lease_end, limit).await?;
+        let full = due.len() == limit;
+        let mut messages: HashMap<String, Arc<Message>> = HashMap::new();
+        let jobs = due.into_iter().map(|DueDelivery { delivery, message }| {
+            let message = messages
+                .entry(message.id.as_str().to_owned())
+                .or_insert_with(|| Arc::new(message))
+                .clone();
+            Job {
+                delivery_id: delivery.id,
+                endpoint_id: delivery.endpoint_id,
+                message,
+                attempts: delivery.attempts,
+                trigger: delivery.trigger,
+            }
+        });
+        self.enqueue(jobs, 0);
+        Ok(full)
+    }
+
+    /// Reserves `n` in-memory slots for an ingest; `false` when there is no room, and
+    /// the ingest then leaves its deliveries due in the store for the poller.
+    pub(crate) fn try_reserve(&self, n: usize) -> bool {
+        let mut q = self.lock();
+        if self.stopping.is_cancelled() || q.held.len() + q.reserved + n > self.config.max_queued {
+            q.overflowed = true;
+            return false;
+        }
+        q.reserved += n;
+        true
+    }
+
+    pub(crate) fn unreserve(&self, n: usize) {
+        self.lock().reserved -= n;
+    }
+
+    /// Queues jobs (skipping deliveries already held) and starts what capacity allows.
+    /// `reserved` slots promised to these jobs by `try_reserve` are taken back.
+    pub(crate) fn enqueue(self: &Arc<Self>, jobs: impl IntoIterator<Item = Job>, reserved: usize) {
+        let per_endpoint = self.config.max_in_flight_per_endpoint;
+        {
+            let mut q = self.lock();
+            q.reserved -= reserved;
+            for job in jobs {
+                if !q.held.insert(job.delivery_id.clone()) {
+                    continue;
+                }
+                let endpoint = job.endpoint_id.clone();
+                let queue = q.by_endpoint.entry(endpoint.clone()).or_default();
+                queue.jobs.push_back(job);
+                if !queue.in_ready && queue.in_flight < per_endpoint {
+                    queue.in_ready = true;
+                    q.ready.push_back(endpoint);
+                }
+            }
+        }
+        self.pump();
+    }
+
+    /// Starts attempts while there are ready endpoints and free slots.
+    fn pump(self: &Arc<Self>) {
+        if self.stopping.is_cancelled() {
+            return;
+        }
+        let per_endpoint = self.config.max_in_flight_per_endpoint;
+        let mut starting = Vec::new();
+        {
+            let mut q = self.lock();
+            while q.in_flight < self.config.max_in_flight {
+                let Some(endpoint) = q.ready.pop_front() else {
+                    break;
+                };
+                let Some(queue) = q.by_endpoint.get_mut(&endpoint) else {
+                    continue;
+                };
+                queue.in_ready = false;
+                let Some(job) = queue.jobs.pop_front() else {
+                    continue;
+                };
+                queue.in_flight += 1;
+                let again = !queue.jobs.is_empty() && queue.in_flight < per_endpoint;
+                if again {
+                    queue.in_ready = true;
+                }
+                q.in_flight += 1;
+                if again {
+                    q.ready.push_back(endpoint);
+                }
+                starting.push(job);
+            }
+        }
+        for job in starting {
+            let shared = self.clone();
+            self.tasks.spawn(async move { shared.run_job(job).await });
+        }
+    }
+
+    /// Attempts one delivery and records the result, then frees its slot.
+    async fn run_job(self: Arc<Self>, job: Job) {
+        let endpoints = match self.store.app_endpoints(&job.message.app_id).await {
+            Ok(endpoints) => endpoints,
+            Err(err) => {
+                // The delivery stays leased and is retried after its lease.
+                tracing::error!(error = %err, delivery_id = %job.delivery_id, "loading the endpoint failed");
+                self.complete(&job);
+                return;
+            }
+        };
+        let Some(endpoint) = endpoints.iter().find(|e| e.id == job.endpoint_id) else {
+            // The endpoint was deleted, and its deliveries with it.
+            self.complete(&job);
+            return;
+        };
+        let outcome = if endpoint.disabled {
+            refused("endpoint is disabled".to_owned())
+        } else {
+            attempt(&self.transport, endpoint, &job.message, self.clock.now()).await
+        };
+        let now = self.clock.now();
+        let step = next_step(
+            &self.config.retry,
+            job.attempts + 1,
+            &outcome,
+            now,
+            rand::random(),
+        );
+        if let Err(err) = record(&*self.store, &job, &endpoint.url, &outcome, &step, now).await {
+            tracing::error!(error = %err, delivery_id = %job.delivery_id, "recording an attempt failed; it will be retried after its lease");
+        }
+        self.complete(&job);
+    }
+
+    fn complete(self: &Arc<Self>, job: &Job) {
+        let per_endpoint = self.config.max_in_flight_per_endpoint;
+        let wake_poller;
+        {
+            let mut q = self.lock();
+            q.in_flight -= 1;
+            q.held.remove(&job.delivery_id);
+            let mut ready = false;
+            let mut remove = false;
+            if let Some(queue) = q.by_endpoint.get_mut(&job.endpoint_id) {
+                queue.in_flight -= 1;
+                if !queue.jobs.is_empty() && !queue.in_ready && queue.in_flight < per_endpoint {
+                    queue.in_ready = true;
+                    ready = true;
+                }
+                remove = queue.jobs.is_empty() && queue.in_flight == 0;
+            }
+            if ready {
+                q.ready.push_back(job.endpoint_id.clone());
+            }
+            if remove {
+                q.by_endpoint.remove(&job.endpoint_id);
+            }
+            wake_poller = q.overflowed && q.held.len() < self.config.max_queued / 2;
+        }
+        if wake_poller {
+            self.wake.notify_one();
+        }
+        self.pump();
+    }
+
+    async fn drain(&self) {
+        self.stopping.cancel();
+        self.tasks.close();
+        let drained = tokio::time::timeout(self.config.drain_timeout, self.tasks.wait()).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "attempts still in flight after the drain timeout; they will be retried after restart"
+            );
+        }
+        let queued: Vec<DeliveryId> = {
+            let q = self.lock();
+            q.by_endpoint
+                .values()
+                .flat_map(|queue| queue.jobs.iter().map(|j| j.delivery_id.clone()))
+                .collect()
+        };
+        if !queued.is_empty()
+            && let Err(err) = self.store.release(&queued, self.clock.now()).await
+        {
+            tracing::warn!(error = %err, "releasing queued deliveries failed; they stay leased until their lease ends");
+        }
+        tracing::info!(released = queued.len(), "delivery worker stopped");
+    }
+}

@@ -1,0 +1,283 @@
+//! Settings: flags and `HERALD_*` variables (through clap), then `herald.toml`, then
+//! defaults, each raw value parsed once into a typed setting. A bad value or an unknown
+//! key fails at start-up naming the key. `config.example.toml` lists every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use dispatch::RetryPolicy;
+
+use crate::cli::ServeArgs;
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) bind: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) sync_full: bool,
+    pub(crate) max_payload_bytes: usize,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_in_flight_per_endpoint: usize,
+    pub(crate) max_queued: usize,
+    pub(crate) poll_interval: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) log: String,
+}
+
+/// The keys `herald.toml` may hold: the long flag names with `_` for `-`.
+const KEYS: &[&str] = &[
+    "bind",
+    "data_dir",
+    "admin_token",
+    "sync",
+    "max_payload_bytes",
+    "retry_schedule",
+    "retry_jitter",
+    "max_retry_after",
+    "attempt_timeout",
+    "max_in_flight",
+    "max_in_flight_per_endpoint",
+    "max_queued",
+    "poll_interval",
+    "drain_timeout",
+    "log",
+];
+
+pub(crate) fn default_data_dir() -> PathBuf {
+    PathBuf::from("./herald-data")
+}
+
+impl Settings {
+    pub(crate) fn load(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        let raw = |key: &str, flag: &Option<String>| -> Option<String> {
+            flag.clone().or_else(|| file.get(key).cloned())
+        };
+        let bind = raw("bind", &args.bind).unwrap_or_else(|| "127.0.0.1:8071".into());
+        let bind = bind
+            .parse::<SocketAddr>()
+            .with_context(|| format!("bind: `{bind}` is not an address such as 127.0.0.1:8071"))?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| file.get("data_dir").map(PathBuf::from))
+            .unwrap_or_else(default_data_dir);
+        let sync_full = match raw("sync", &args.sync).as_deref().unwrap_or("full") {
+            "full" => true,
+            "normal" => false,
+            other => bail!("sync: `{other}` is not one of `full`, `normal`"),
+        };
+        let retry_schedule = match raw("retry_schedule", &args.retry_schedule) {
+            None => RetryPolicy::svix_default(),
+            Some(text) => text
+                .split(',')
+                .map(|part| parse_duration(part.trim()))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("retry_schedule: `{text}`"))?,
+        };
+        let retry_jitter: f64 =
+            number("retry_jitter", raw("retry_jitter", &args.retry_jitter), 0.2)?;
+        if !(0.0..=1.0).contains(&retry_jitter) {
+            bail!("retry_jitter: must be between 0 and 1, not {retry_jitter}");
+        }
+        let attempt_timeout = duration(
+            "attempt_timeout",
+            raw("attempt_timeout", &args.attempt_timeout),
+            "30s",
+        )?;
+        if attempt_timeout.is_zero() {
+            bail!("attempt_timeout: must be more than zero");
+        }
+        Ok(Self {
+            bind,
+            data_dir,
+            admin_token: args
+                .admin_token
+                .clone()
+                .or_else(|| file.get("admin_token").cloned()),
+            sync_full,
+            max_payload_bytes: positive(
+                "max_payload_bytes",
+                raw("max_payload_bytes", &args.max_payload_bytes),
+                1024 * 1024,
+            )?,
+            retry: RetryPolicy {
+                schedule: retry_schedule,
+                jitter: retry_jitter,
+                max_retry_after: duration(
+                    "max_retry_after",
+                    raw("max_retry_after", &args.max_retry_after),
+                    "1h",
+                )?,
+            },
+            attempt_timeout,
+            max_in_flight: positive(
+                "max_in_flight",
+                raw("max_in_flight", &args.max_in_flight),
+                512,
+            )?,
+            max_in_flight_per_endpoint: positive(
+                "max_in_flight_per_endpoint",
+                raw(
+                    "max_in_flight_per_endpoint",
+                    &args.max_in_flight_per_endpoint,
+                ),
+                32,
+            )?,
+            max_queued: positive("max_queued", raw("max_queued", &args.max_queued), 50_000)?,
+            poll_interval: duration(
+                "poll_interval",
+                raw("poll_interval", &args.poll_interval),
+                "250ms",
+            )?,
+            drain_timeout: duration(
+                "drain_timeout",
+                raw("drain_timeout", &args.drain_timeout),
+                "10s",
+            )?,
+            log: raw("log", &args.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+/// Reads `herald.toml` into raw strings by key, refusing unknown keys.
+fn read_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing the config file {}", path.display()))?;
+    let mut raw = BTreeMap::new();
+    for (key, value) in table {
+        if !KEYS.contains(&key.as_str()) {
+            bail!(
+                "{}: unknown key `{key}`; known keys: {}",
+                path.display(),
+                KEYS.join(", ")
+            );
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => bail!(
+                "{}: `{key}` has an unsupported value {other}",
+                path.display()
+            ),
+        };
+        raw.insert(key, text);
+    }
+    Ok(raw)
+}
+
+fn number<T: std::str::FromStr>(key: &str, raw: Option<String>, default: T) -> anyhow::Result<T> {
+    match raw {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{key}: `{text}` is not a number")),
+    }
+}
+
+fn positive(key: &str, raw: Option<String>, default: usize) -> anyhow::Result<usize> {
+    let value = number(key, raw, default)?;
+    if value == 0 {
+        bail!("{key}: must be at least 1");
+    }
+    Ok(value)
+}
+
+fn duration(key: &str, raw: Option<String>, default: &str) -> anyhow::Result<Duration> {
+    let text = raw.unwrap_or_else(|| default.to_owned());
+    parse_duration(text.trim()).with_context(|| format!("{key}: `{text}`"))
+}
+
+/// `250ms`, `5s`, `5m`, `2h`, `1d`, or a plain number of seconds.
+pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{text}` is not a duration such as 250ms, 5s, 5m or 2h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        _ => bail!("`{text}`: unknown unit `{unit}`; use ms, s, m, h or d"),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+const TOKEN_FILE: &str = "admin-token";
+
+/// The admin token kept in the data directory, if any.
+pub(crate) fn stored_token(data_dir: &Path) -> anyhow::Result<Option<String>> {
+    let path = data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().to_owned())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Makes a new admin token and keeps it in the data directory, readable by the owner only.
+pub(crate) fn generate_token(data_dir: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    let bytes: [u8; 24] = rand::random();
+    let token = format!(
+        "hrd_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let path = data_dir.join(TOKEN_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(token.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

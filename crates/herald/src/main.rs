@@ -1,0 +1,20 @@
+//! The `herald` binary: parses the command line, sets up logging and the runtime, and
+//! runs a command. `cli.rs` has the commands, `config.rs` turns flags, environment and
+//! `herald.toml` into typed settings, `serve.rs` wires the pipeline and handles shutdown.
+
+mod cli;
+mod config;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("herald: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

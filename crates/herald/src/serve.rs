@@ -1,0 +1,154 @@
+//! `herald serve`: opens the store, starts the delivery worker and the HTTP API, and on
+//! SIGINT/SIGTERM stops accepting requests, drains attempts in flight, and exits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dispatch::{Dispatcher, DispatcherConfig};
+use model::{Clock, SystemClock};
+use store::{EmbeddedConfig, EmbeddedStore, Store};
+use tokio_util::sync::CancellationToken;
+use transport::{HttpTransport, HttpTransportConfig};
+
+use crate::config::{self, Settings};
+
+pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&settings.log)
+                .with_context(|| format!("log: `{}` is not a valid filter", settings.log))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("herald")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let token = match &settings.admin_token {
+        Some(token) => token.clone(),
+        None => match config::stored_token(&settings.data_dir)? {
+            Some(token) => token,
+            None => {
+                let token = config::generate_token(&settings.data_dir)?;
+                // Printed once, on the console only; `herald token` prints it again.
+                println!("Generated an admin token (shown once; `herald token` prints it again):");
+                println!("  {token}");
+                token
+            }
+        },
+    };
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let db_path = settings.data_dir.join("herald.db");
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        path: db_path.clone(),
+        sync_full: settings.sync_full,
+    })
+    .with_context(|| format!("opening the store at {}", db_path.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    // This process is the only node of the embedded store: whatever was leased before a
+    // crash or stop is ours to attempt again.
+    let released = store
+        .release_all_leases(clock.now())
+        .await
+        .context("releasing leases left by the previous run")?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "resuming deliveries left in flight by the previous run"
+        );
+    }
+
+    let transport = HttpTransport::new(HttpTransportConfig {
+        timeout: settings.attempt_timeout,
+        max_response_bytes: 20 * 1024,
+        user_agent: format!("Herald/{} (webhook delivery)", env!("CARGO_PKG_VERSION")),
+        max_idle_per_host: 64,
+    })
+    .context("building the HTTP client")?;
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        transport,
+        clock.clone(),
+        DispatcherConfig {
+            retry: settings.retry.clone(),
+            max_in_flight: settings.max_in_flight,
+            max_in_flight_per_endpoint: settings.max_in_flight_per_endpoint,
+            max_queued: settings.max_queued,
+            lease: settings.attempt_timeout * 2 + Duration::from_secs(60),
+            poll_interval: settings.poll_interval,
+            poll_batch: 1000,
+            drain_timeout: settings.drain_timeout,
+        },
+    );
+    let router = api::router(
+        store.clone(),
+        dispatcher.clone(),
+        clock,
+        api::AdminToken::new(&token),
+        api::ApiConfig {
+            max_payload_bytes: settings.max_payload_bytes,
+        },
+    )
+    .layer(tower_http_trace());
+
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("binding {}", settings.bind))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), sync = if settings.sync_full { "full" } else { "normal" }, "herald started");
+    println!("Herald listening on http://{addr}");
+
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        let shutdown = shutdown.clone();
+        async move { dispatcher.run(shutdown).await }
+    });
+    let server = axum::serve(listener, router).with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: no new requests, draining attempts in flight");
+            shutdown.cancel();
+        }
+    });
+    let served = server.await.context("serving HTTP");
+    shutdown.cancel();
+    worker.await.context("the delivery worker panicked")?;
+    tracing::info!("herald stopped");
+    served
+}
+
+fn tower_http_trace() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+> {
+    tower_http::trace::TraceLayer::new_for_http()
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

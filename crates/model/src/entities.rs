@@ -1,0 +1,282 @@
+//! The domain types: what an application, endpoint, message, delivery and attempt are.
+//! These are plain data; the API crate maps them to Svix's JSON shapes and the store
+//! maps them to rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId};
+
+/// A tenant of the platform (Svix: application).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    pub id: AppId,
+    pub uid: Option<String>,
+    pub name: String,
+    pub rate_limit: Option<u32>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A kind of event that endpoints can subscribe to, e.g. `order.created`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventType {
+    pub name: String,
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    pub feature_flag: Option<String>,
+    pub group_name: Option<String>,
+    /// JSON schemas by version, stored as given.
+    pub schemas: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A signing secret, `whsec_` followed by base64 of the key bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret that was validated (or generated) by the caller.
+    pub fn from_string(secret: String) -> Self {
+        Self(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A secret that was rotated out and still signs until `expires_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetiredSecret {
+    pub secret: Secret,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A subscription of an application: where to deliver which messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub app_id: AppId,
+    pub uid: Option<String>,
+    pub url: String,
+    pub description: String,
+    pub version: i32,
+    pub rate_limit: Option<u32>,
+    pub disabled: bool,
+    /// Event types this endpoint receives; `None` means all.
+    pub filter_types: Option<Vec<String>>,
+    /// Channels this endpoint receives; `None` means all messages, whatever their channels.
+    pub channels: Option<Vec<String>>,
+    pub metadata: BTreeMap<String, String>,
+    /// Constant headers sent with every request.
+    pub headers: BTreeMap<String, String>,
+    pub secret: Secret,
+    pub retired_secrets: Vec<RetiredSecret>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Endpoint {
+    /// Whether a message of this type and these channels goes to this endpoint
+    /// (Svix's rules: no filter means everything; channels must intersect when the
+    /// endpoint names any).
+    pub fn subscribes_to(&self, event_type: &str, channels: Option<&[String]>) -> bool {
+        if self.disabled {
+            return false;
+        }
+        if let Some(types) = &self.filter_types
+            && !types.iter().any(|t| t == event_type)
+        {
+            return false;
+        }
+        match (&self.channels, channels) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => mine.iter().any(|c| theirs.contains(c)),
+        }
+    }
+
+    /// The secrets that sign a request at `now`: the current one first, then any
+    /// retired secret still within its grace period.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&Secret> {
+        std::iter::once(&self.secret)
+            .chain(
+                self.retired_secrets
+                    .iter()
+                    .filter(|r| r.expires_at > now)
+                    .map(|r| &r.secret),
+            )
+            .collect()
+    }
+}
+
+/// A published event. `payload` holds the JSON text exactly as the publisher sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub app_id: AppId,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    pub payload: Arc<str>,
+    pub channels: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Svix's `MessageStatus`, used for deliveries and attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Success = 0,
+    Pending = 1,
+    Fail = 2,
+    Sending = 3,
+}
+
+impl Status {
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => Self::Success,
+            1 => Self::Pending,
+            2 => Self::Fail,
+            3 => Self::Sending,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an attempt was made: on schedule, or because someone asked (resend, recover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Scheduled = 0,
+    Manual = 1,
+}
+
+impl Trigger {
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(code: i64) -> Self {
+        if code == 1 {
+            Self::Manual
+        } else {
+            Self::Scheduled
+        }
+    }
+}
+
+/// The delivery of one message to one endpoint, across all its attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub msg_id: MessageId,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub status: Status,
+    /// Attempts made in the current run (reset by resend and recover).
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The trigger of the next attempt.
+    pub trigger: Trigger,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How an attempt failed without an HTTP response, or why the response failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The receiver answered with a non-2xx status.
+    Status,
+    Timeout,
+    ConnectionRefused,
+    Dns,
+    Tls,
+    /// The connection broke, or the exchange failed in another way.
+    Connection,
+    /// Herald refused to send (bad URL, disabled endpoint, destination not allowed).
+    Refused,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Timeout => "timeout",
+            Self::ConnectionRefused => "connection_refused",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Connection => "connection",
+            Self::Refused => "refused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "status" => Self::Status,
+            "timeout" => Self::Timeout,
+            "connection_refused" => Self::ConnectionRefused,
+            "dns" => Self::Dns,
+            "tls" => Self::Tls,
+            "connection" => Self::Connection,
+            "refused" => Self::Refused,
+            _ => return None,
+        })
+    }
+}
+
+/// What a transport reports for one attempt. A receiver's failure is data, not an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The HTTP status, when a response arrived.
+    pub status_code: Option<u16>,
+    /// The response body (truncated) or, without a response, a description of the failure.
+    pub body: String,
+    pub duration: Duration,
+    /// `None` means delivered.
+    pub error: Option<ErrorKind>,
+    /// Set when a failure must not be retried (e.g. the destination was refused).
+    pub permanent: bool,
+    /// The receiver's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub msg_id: MessageId,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub url: String,
+    pub status: Status,
+    pub response_status_code: i32,
+    pub response: String,
+    pub response_duration_ms: i64,
+    pub error: Option<ErrorKind>,
+    pub trigger: Trigger,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,32 @@
+use super::*;
+
+#[test]
+fn ids_have_prefix_and_fixed_length() {
+    let id = MessageId::generate();
+    assert!(id.as_str().starts_with("msg_"));
+    assert_eq!(id.as_str().len(), 4 + 27);
+    assert!(MessageId::looks_like(id.as_str()));
+    assert!(!MessageId::looks_like("msg_short"));
+    assert!(!AppId::looks_like(id.as_str()));
+}
+
+#[test]
+fn ids_sort_in_creation_order() {
+    let ids: Vec<String> = (0..10_000).map(|_| new_id("msg")).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+}
+
+#[test]
+fn base62_of_zero_and_max() {
+    assert_eq!(base62([0; 20]), "0".repeat(27));
+    // 2^160 - 1 fits in 27 base62 digits.
+    assert!(
+        base62([0xff; 20])
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+    );
+}

@@ -1,0 +1,555 @@
+//! The conformance suite every `Store` backend must pass. Each backend's tests call
+//! `conformance(store)` on a fresh, empty store; a backend difference shows up here as a
+//! failing check, not as a code-review argument.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use model::{
+    AppId, Application, Attempt, AttemptId, DeliveryId, Endpoint, EndpointId, EventType, Message,
+    MessageId, Secret, Status, Trigger,
+};
+
+use crate::{
+    AttemptFilter, DeliveryFilter, DeliveryUpdate, Inserted, MessageFilter, NewDelivery,
+    NewMessage, Order, Page, Store, StoreError,
+};
+
+/// Runs every check against `store`, which must be empty. Panics on the first failure.
+pub async fn conformance(store: Arc<dyn Store>) {
+    applications(&*store).await;
+    event_types(&*store).await;
+    endpoints(&*store).await;
+    messages_and_deliveries(&*store).await;
+}
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
+}
+
+fn page(limit: usize) -> Page {
+    Page {
+        limit,
+        cursor: None,
+        order: Order::Ascending,
+    }
+}
+
+fn app(uid: Option<&str>) -> Application {
+    Application {
+        id: AppId::generate(),
+        uid: uid.map(str::to_owned),
+        name: "Acme".into(),
+        rate_limit: None,
+        metadata: BTreeMap::from([("plan".into(), "gold".into())]),
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+fn endpoint(app: &AppId, url: &str) -> Endpoint {
+    Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.clone(),
+        uid: None,
+        url: url.into(),
+        description: String::new(),
+        version: 1,
+        rate_limit: None,
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        metadata: BTreeMap::new(),
+        headers: BTreeMap::new(),
+        secret: Secret::from_string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        retired_secrets: Vec::new(),
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Message {
+    Message {
+        id: MessageId::generate(),
+        app_id: app.clone(),
+        event_id: event_id.map(str::to_owned),
+        event_type: "order.created".into(),
+        payload: Arc::from(r#"{"a": 1,  "b":[2]}"#),
+        channels: Some(vec!["eu".into()]),
+        tags: None,
+        created_at: at,
+    }
+}
+
+async fn applications(store: &dyn Store) {
+    let a = store.create_app(app(Some("acme"))).await.unwrap();
+    assert_eq!(store.get_app(a.id.as_str()).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_app("acme").await.unwrap(), Some(a.clone()));
+    assert!(store.get_app("nope").await.unwrap().is_none());
+    assert!(matches!(
+        store.create_app(app(Some("acme"))).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let mut more = Vec::new();
+    for _ in 0..4 {
+        more.push(store.create_app(app(None)).await.unwrap().id);
+    }
+    let first = store.list_apps(&page(2)).await.unwrap();
+    assert_eq!(
+        first.len(),
+        3,
+        "a page returns limit + 1 rows when there are more"
+    );
+    let rest = store
+        .list_apps(&Page {
+            limit: 10,
+            cursor: Some(first[1].id.as_str().to_owned()),
+            order: Order::Ascending,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 3);
+    let desc = store
+        .list_apps(&Page {
+            limit: 10,
+            cursor: None,
+            order: Order::Descending,
+        })
+        .await
+        .unwrap();
+    assert_eq!(desc.first().map(|a| &a.id), more.last());
+
+    let mut renamed = a.clone();
+    renamed.name = "Acme Inc".into();
+    renamed.updated_at = t(5);
+    store.update_app(renamed.clone()).await.unwrap();
+    assert_eq!(store.get_app("acme").await.unwrap(), Some(renamed));
+    let mut clash = store.get_app(more[0].as_str()).await.unwrap().unwrap();
+    clash.uid = Some("acme".into());
+    assert!(matches!(
+        store.update_app(clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    store.delete_app(&more[0]).await.unwrap();
+    assert!(store.get_app(more[0].as_str()).await.unwrap().is_none());
+    assert!(matches!(
+        store.delete_app(&more[0]).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn event_types(store: &dyn Store) {
+    let et = EventType {
+        name: "order.created".into(),
+        description: "An order was created".into(),
+        archived: false,
+        deprecated: false,
+        feature_flag: None,
+        group_name: None,
+        schemas: Some(serde_json::json!({"1": {"type": "object"}})),
+        created_at: t(0),
+        updated_at: t(0),
+    };
+    store.create_event_type(et.clone()).await.unwrap();
+    assert!(matches!(
+        store.create_event_type(et.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_event_type("order.created").await.unwrap(),
+        Some(et.clone())
+    );
+    let mut archived = et.clone();
+    archived.name = "order.deleted".into();
+    archived.archived = true;
+    store.create_event_type(archived).await.unwrap();
+    assert_eq!(
+        store
+            .list_event_types(&page(10), false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.list_event_types(&page(10), true).await.unwrap().len(),
+        2
+    );
+    store.delete_event_type("order.deleted").await.unwrap();
+    assert!(
+        store
+            .get_event_type("order.deleted")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn endpoints(store: &dyn Store) {
+    let a = store.create_app(app(None)).await.unwrap();
+    assert!(store.app_endpoints(&a.id).await.unwrap().is_empty());
+    let mut e = endpoint(&a.id, "http://127.0.0.1:1/hook");
+    e.uid = Some("main".into());
+    e.filter_types = Some(vec!["order.created".into()]);
+    e.headers = BTreeMap::from([("x-team".into(), "blue".into())]);
+    let e = store.create_endpoint(e).await.unwrap();
+    assert_eq!(
+        store.get_endpoint(&a.id, "main").await.unwrap(),
+        Some(e.clone())
+    );
+    assert_eq!(
+        store.get_endpoint(&a.id, e.id.as_str()).await.unwrap(),
+        Some(e.clone())
+    );
+    assert_eq!(*store.app_endpoints(&a.id).await.unwrap(), vec![e.clone()]);
+
+    let other = store.create_app(app(None)).await.unwrap();
+    assert!(
+        store
+            .get_endpoint(&other.id, e.id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut dup = endpoint(&a.id, "http://127.0.0.1:2/");
+    dup.uid = Some("main".into());
+    assert!(matches!(
+        store.create_endpoint(dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .create_endpoint(endpoint(&AppId::generate(), "http://x/"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    let mut changed = e.clone();
+    changed.disabled = true;
+    changed.url = "http://127.0.0.1:3/".into();
+    store.update_endpoint(changed.clone()).await.unwrap();
+    assert_eq!(
+        *store.app_endpoints(&a.id).await.unwrap(),
+        vec![changed.clone()],
+        "app_endpoints reflects completed writes"
+    );
+    assert_eq!(
+        store.list_endpoints(&a.id, &page(10)).await.unwrap().len(),
+        1
+    );
+    store.delete_endpoint(&a.id, &e.id).await.unwrap();
+    assert!(store.app_endpoints(&a.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_endpoint(&a.id, &e.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn attempt_for(due: &crate::DueDelivery, status: Status, at: DateTime<Utc>) -> Attempt {
+    Attempt {
+        id: AttemptId::generate(),
+        delivery_id: due.delivery.id.clone(),
+        msg_id: due.message.id.clone(),
+        app_id: due.message.app_id.clone(),
+        endpoint_id: due.delivery.endpoint_id.clone(),
+        url: "http://127.0.0.1:1/hook".into(),
+        status,
+        response_status_code: if status == Status::Success { 200 } else { 500 },
+        response: "ok".into(),
+        response_duration_ms: 3,
+        error: None,
+        trigger: due.delivery.trigger,
+        created_at: at,
+    }
+}
+
+async fn messages_and_deliveries(store: &dyn Store) {
+    let a = store.create_app(app(None)).await.unwrap();
+    let e1 = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    let e2 = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:2/"))
+        .await
+        .unwrap();
+
+    // Ingest: one message, two deliveries, the first already leased to the caller.
+    let m = message(&a.id, Some("evt-1"), t(10));
+    let inserted = store
+        .insert_message(NewMessage {
+            message: m.clone(),
+            deliveries: vec![
+                NewDelivery {
+                    id: DeliveryId::generate(),
+                    endpoint_id: e1.id.clone(),
+                    leased_until: Some(t(70)),
+                },
+                NewDelivery {
+                    id: DeliveryId::generate(),
+                    endpoint_id: e2.id.clone(),
+                    leased_until: None,
+                },
+            ],
+            idempotency_key: Some("key-1".into()),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(inserted, Inserted::Created));
+    let stored = store
+        .get_message(&a.id, m.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, m);
+    assert_eq!(
+        &*stored.payload, r#"{"a": 1,  "b":[2]}"#,
+        "payload bytes are kept exactly"
+    );
+    assert_eq!(
+        store.get_message(&a.id, "evt-1").await.unwrap(),
+        Some(m.clone())
+    );
+
+    // The same idempotency key returns the first message and writes nothing.
+    let again = store
+        .insert_message(NewMessage {
+            message: message(&a.id, None, t(11)),
+            deliveries: vec![],
+            idempotency_key: Some("key-1".into()),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(again, Inserted::Existing(ref earlier) if earlier.id == m.id));
+    // A duplicate eventId is a conflict, and nothing of it is stored.
+    let dup = message(&a.id, Some("evt-1"), t(12));
+    assert!(matches!(
+        store
+            .insert_message(NewMessage {
+                message: dup.clone(),
+                deliveries: vec![NewDelivery {
+                    id: DeliveryId::generate(),
+                    endpoint_id: e1.id.clone(),
+                    leased_until: None,
+                }],
+                idempotency_key: Some("key-2".into()),
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .get_message(&a.id, dup.id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed = store
+        .list_messages(&a.id, &MessageFilter::default(), &page(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let by_channel = MessageFilter {
+        channel: Some("us".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_messages(&a.id, &by_channel, &page(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let by_type = MessageFilter {
+        event_types: Some(vec!["order.created".into()]),
+        after: Some(t(9)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_messages(&a.id, &by_type, &page(10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Only the unleased delivery is due; leasing it hides it until the lease ends.
+    let due = store.lease_due(t(10), t(40), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].delivery.endpoint_id, e2.id);
+    assert_eq!(due[0].message, m);
+    assert!(store.lease_due(t(39), t(99), 10).await.unwrap().is_empty());
+    // A lease that ran out makes the delivery due again.
+    assert_eq!(store.lease_due(t(40), t(100), 10).await.unwrap().len(), 1);
+
+    // A failed attempt with a retry, then a success.
+    store
+        .record_attempt(
+            attempt_for(&due[0], Status::Fail, t(41)),
+            DeliveryUpdate {
+                status: Status::Pending,
+                attempts: 1,
+                next_attempt_at: Some(t(46)),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.lease_due(t(45), t(200), 10).await.unwrap().is_empty());
+    let retry = store.lease_due(t(46), t(200), 10).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].delivery.attempts, 1);
+    store
+        .record_attempt(
+            attempt_for(&retry[0], Status::Success, t(47)),
+            DeliveryUpdate {
+                status: Status::Success,
+                attempts: 2,
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let attempts = store
+        .list_attempts(
+            &a.id,
+            &AttemptFilter {
+                msg_id: Some(m.id.clone()),
+                ..Default::default()
+            },
+            &page(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
+        vec![Status::Fail, Status::Success]
+    );
+    assert_eq!(
+        store
+            .get_attempt(&a.id, &m.id, &attempts[0].id)
+            .await
+            .unwrap(),
+        Some(attempts[0].clone())
+    );
+    let failed_only = AttemptFilter {
+        endpoint_id: Some(e2.id.clone()),
+        status: Some(Status::Fail),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_attempts(&a.id, &failed_only, &page(10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The leased delivery comes back at start-up of a single node.
+    assert_eq!(store.release_all_leases(t(48)).await.unwrap(), 1);
+    let back = store.lease_due(t(48), t(300), 10).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].delivery.endpoint_id, e1.id);
+    store
+        .release(&[back[0].delivery.id.clone()], t(49))
+        .await
+        .unwrap();
+    let back = store.lease_due(t(49), t(300), 10).await.unwrap();
+    assert_eq!(back.len(), 1);
+    store
+        .record_attempt(
+            attempt_for(&back[0], Status::Fail, t(50)),
+            DeliveryUpdate {
+                status: Status::Fail,
+                attempts: 8,
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    let deliveries = store
+        .list_message_deliveries(&a.id, &m.id, &page(10))
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 2);
+    let stats = store
+        .endpoint_stats(&a.id, &e1.id, None, None)
+        .await
+        .unwrap();
+    assert_eq!((stats.fail, stats.success, stats.pending), (1, 0, 0));
+    let to_e1 = store
+        .list_endpoint_deliveries(&a.id, &e1.id, &DeliveryFilter::default(), &page(10))
+        .await
+        .unwrap();
+    assert_eq!(to_e1.len(), 1);
+    assert_eq!(to_e1[0].1.id, m.id);
+
+    // Recover makes failed deliveries since a time pending again, for a manual attempt.
+    assert_eq!(
+        store
+            .recover(&a.id, &e1.id, t(11), None, t(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .recover(&a.id, &e1.id, t(0), None, t(60))
+            .await
+            .unwrap(),
+        1
+    );
+    let recovered = store.lease_due(t(60), t(400), 10).await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].delivery.trigger, Trigger::Manual);
+    assert_eq!(recovered[0].delivery.attempts, 0);
+
+    // Resend: an existing delivery is reset; a missing one is created.
+    let resent = store.resend(&a.id, &m.id, &e2.id, t(70)).await.unwrap();
+    assert_eq!(
+        (resent.status, resent.trigger),
+        (Status::Pending, Trigger::Manual)
+    );
+    let e3 = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:3/"))
+        .await
+        .unwrap();
+    store.resend(&a.id, &m.id, &e3.id, t(70)).await.unwrap();
+    assert_eq!(
+        store
+            .list_message_deliveries(&a.id, &m.id, &page(10))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(matches!(
+        store
+            .resend(&a.id, &MessageId::generate(), &e3.id, t(70))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Deleting the application removes everything of it.
+    store.delete_app(&a.id).await.unwrap();
+    assert!(
+        store
+            .get_message(&a.id, m.id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .lease_due(t(10_000), t(10_001), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let _ = Duration::zero();
+}

@@ -1,0 +1,1009 @@
+//! The embedded backend: one SQLite file in WAL mode, one writer thread with group
+//! commit (`writer.rs`), and a small pool of read connections. Row mapping is in `rows.rs`.
+//!
+//! Durability: with `synchronous = FULL` (the default) a write returns only after its
+//! group's commit reached the disk, so a 2xx from ingest means the message is stored.
+
+mod rows;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use model::{
+    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EventType,
+    Message, MessageId, Status,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use self::rows::{json, ms};
+use self::writer::{Writer, backend};
+use crate::{
+    AttemptFilter, DeliveryFilter, DeliveryUpdate, DueDelivery, Inserted, MessageFilter,
+    NewMessage, Order, Page, Result, StatusCounts, Store, StoreError,
+};
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// The database file; its folder is created if missing.
+    pub path: PathBuf,
+    /// `true`: every commit is synced to disk before it is acknowledged (SQLite
+    /// `synchronous = FULL`). `false` trades the last commits on power loss for speed
+    /// (`NORMAL`); a process crash still loses nothing.
+    pub sync_full: bool,
+}
+
+/// The embedded SQLite store.
+pub struct EmbeddedStore {
+    writer: Writer,
+    readers: Arc<ReadPool>,
+    /// Cache of `app_endpoints`. Entries carry the generation they were read at and are
+    /// kept only if no endpoint write happened meanwhile (see `app_endpoints`).
+    endpoint_cache: Mutex<HashMap<AppId, Arc<Vec<Endpoint>>>>,
+    endpoint_generation: AtomicU64,
+}
+
+/// Read connections, reused. A `std` mutex: it is held only to push or pop a connection.
+struct ReadPool {
+    config: EmbeddedConfig,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => open_reader(&self.config).map_err(backend)?,
+        };
+        let result = f(&conn).map_err(backend);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 16 {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        &config.path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    pub fn open(config: EmbeddedConfig) -> Result<Self> {
+        if let Some(dir) = config.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(Arc::new(e)))?;
+        }
+        let conn = Connection::open(&config.path).map_err(backend)?;
+        let sync = if config.sync_full { "FULL" } else { "NORMAL" };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
+        ))
+        .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.execute_batch(include_str!("embedded/schema.sql"))
+            .map_err(backend)?;
+        let writer = Writer::start(conn).map_err(|e| StoreError::Backend(Arc::new(e)))?;
+        Ok(Self {
+            writer,
+            readers: Arc::new(ReadPool {
+                config,
+                idle: Mutex::new(Vec::new()),
+            }),
+            endpoint_cache: Mutex::new(HashMap::new()),
+            endpoint_generation: AtomicU64::new(0),
+        })
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|_| writer::backend_msg("a store read panicked"))?
+    }
+
+    /// Forgets cached endpoints after an endpoint write committed.
+    fn endpoints_changed(&self) {
+        self.endpoint_generation.fetch_add(1, Ordering::SeqCst);
+        self.endpoint_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// Builds `WHERE … ORDER BY … LIMIT …` from conditions and a page.
+struct Select {
+    conditions: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Select {
+    fn new() -> Self {
+        Self {
+            conditions: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    fn when(&mut self, condition: &str, value: impl Into<Value>) -> &mut Self {
+        self.params.push(value.into());
+        self.conditions
+            .push(condition.replace('?', &format!("?{}", self.params.len())));
+        self
+    }
+
+    /// Finishes the query with the page's cursor, order and `limit + 1`.
+    fn finish(mut self, head: &str, key: &str, page: &Page) -> (String, Vec<Value>) {
+        let (cmp, dir) = match page.order {
+            Order::Ascending => (">", "ASC"),
+            Order::Descending => ("<", "DESC"),
+        };
+        if let Some(cursor) = &page.cursor {
+            self.when(&format!("{key} {cmp} ?"), cursor.clone());
+        }
+        let mut sql = head.to_owned();
+        if !self.conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.conditions.join(" AND "));
+        }
+        sql.push_str(&format!(" ORDER BY {key} {dir} LIMIT {}", page.limit + 1));
+        (sql, self.params)
+    }
+}
+
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<Value>,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), map)?;
+    rows.collect()
+}
+
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}
+
+fn conflict_or_backend(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |err| {
+        if is_unique_violation(&err) {
+            StoreError::Conflict(what.to_owned())
+        } else {
+            backend(err)
+        }
+    }
+}
+
+fn opt_json<T: serde::Serialize>(value: &Option<T>) -> Option<String> {
+    value.as_ref().map(json)
+}
+
+fn insert_app(conn: &Connection, app: &Application) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            app.id.as_str(),
+            app.uid,
+            app.name,
+            app.rate_limit,
+            json(&app.metadata),
+            ms(app.created_at),
+            ms(app.updated_at)
+        ])
+    })
+    .map_err(conflict_or_backend("an application with this uid already exists"))?;
+    Ok(())
+}
+
+fn endpoint_params(ep: &Endpoint) -> Vec<Value> {
+    vec![
+        ep.id.as_str().to_owned().into(),
+        ep.app_id.as_str().to_owned().into(),
+        ep.uid.clone().into(),
+        ep.url.clone().into(),
+        ep.description.clone().into(),
+        i64::from(ep.version).into(),
+        ep.rate_limit.map(i64::from).into(),
+        i64::from(ep.disabled).into(),
+        opt_json(&ep.filter_types).into(),
+        opt_json(&ep.channels).into(),
+        json(&ep.metadata).into(),
+        json(&ep.headers).into(),
+        ep.secret.expose().to_owned().into(),
+        rows::retired_json(&ep.retired_secrets).into(),
+        ms(ep.created_at).into(),
+        ms(ep.updated_at).into(),
+    ]
+}
+
+fn get_message_in(
+    conn: &Connection,
+    app: &str,
+    id_or_event_id: &str,
+) -> rusqlite::Result<Option<Message>> {
+    let sql = format!(
+        "SELECT {} FROM messages m WHERE m.app_id = ?1 AND (m.id = ?2 OR m.event_id = ?2) ORDER BY m.id = ?2 DESC LIMIT 1",
+        rows::MESSAGE_COLUMNS
+    );
+    conn.prepare_cached(&sql)?
+        .query_row(params![app, id_or_event_id], rows::message)
+        .optional()
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn create_app(&self, app: Application) -> Result<Application> {
+        self.writer
+            .write(move |conn| {
+                insert_app(conn, &app)?;
+                Ok(app)
+            })
+            .await
+    }
+
+    async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>> {
+        let key = id_or_uid.to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM applications WHERE id = ?1 OR uid = ?1 ORDER BY id = ?1 DESC LIMIT 1",
+                rows::APP_COLUMNS
+            );
+            conn.prepare_cached(&sql)?
+                .query_row([key], rows::app)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_apps(&self, page: &Page) -> Result<Vec<Application>> {
+        let (sql, params) = Select::new().finish(
+            &format!("SELECT {} FROM applications", rows::APP_COLUMNS),
+            "id",
+            page,
+        );
+        self.read(move |conn| query_all(conn, &sql, params, rows::app))
+            .await
+    }
+
+    async fn update_app(&self, app: Application) -> Result<Application> {
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE applications SET uid = ?2, name = ?3, rate_limit = ?4, metadata = ?5, updated_at = ?6 WHERE id = ?1",
+                        params![
+                            app.id.as_str(),
+                            app.uid,
+                            app.name,
+                            app.rate_limit,
+                            json(&app.metadata),
+                            ms(app.updated_at)
+                        ],
+                    )
+                    .map_err(conflict_or_backend("an application with this uid already exists"))?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(app)
+            })
+            .await
+    }
+
+    async fn delete_app(&self, id: &AppId) -> Result<()> {
+        let id = id.as_str().to_owned();
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute("DELETE FROM applications WHERE id = ?1", [&id])
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                for table in [
+                    "endpoints",
+                    "messages",
+                    "idempotency_keys",
+                    "deliveries",
+                    "attempts",
+                ] {
+                    conn.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [&id])
+                        .map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.endpoints_changed();
+        Ok(())
+    }
+
+    async fn create_event_type(&self, et: EventType) -> Result<EventType> {
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO event_types (name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        et.name,
+                        et.description,
+                        et.archived,
+                        et.deprecated,
+                        et.feature_flag,
+                        et.group_name,
+                        et.schemas.as_ref().map(|s| s.to_string()),
+                        ms(et.created_at),
+                        ms(et.updated_at)
+                    ],
+                )
+                .map_err(conflict_or_backend("an event type with this name already exists"))?;
+                Ok(et)
+            })
+            .await
+    }
+
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM event_types WHERE name = ?1",
+                rows::EVENT_TYPE_COLUMNS
+            );
+            conn.prepare_cached(&sql)?
+                .query_row([name], rows::event_type)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_event_types(
+        &self,
+        page: &Page,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>> {
+        let mut select = Select::new();
+        if !include_archived {
+            select.when("archived = ?", 0);
+        }
+        let (sql, params) = select.finish(
+            &format!("SELECT {} FROM event_types", rows::EVENT_TYPE_COLUMNS),
+            "name",
+            page,
+        );
+        self.read(move |conn| query_all(conn, &sql, params, rows::event_type))
+            .await
+    }
+
+    async fn update_event_type(&self, et: EventType) -> Result<EventType> {
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE event_types SET description = ?2, archived = ?3, deprecated = ?4, feature_flag = ?5, group_name = ?6, schemas = ?7, updated_at = ?8 WHERE name = ?1",
+                        params![
+                            et.name,
+                            et.description,
+                            et.archived,
+                            et.deprecated,
+                            et.feature_flag,
+                            et.group_name,
+                            et.schemas.as_ref().map(|s| s.to_string()),
+                            ms(et.updated_at)
+                        ],
+                    )
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(et)
+            })
+            .await
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute("DELETE FROM event_types WHERE name = ?1", [name])
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn create_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint> {
+        let endpoint = self
+            .writer
+            .write(move |conn| {
+                let app_exists: bool = conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM applications WHERE id = ?1)",
+                        [endpoint.app_id.as_str()],
+                        |row| row.get(0),
+                    )
+                    .map_err(backend)?;
+                if !app_exists {
+                    return Err(StoreError::NotFound);
+                }
+                let sql = format!(
+                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    rows::ENDPOINT_COLUMNS
+                );
+                conn.execute(&sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
+                    .map_err(conflict_or_backend("an endpoint with this uid already exists"))?;
+                Ok(endpoint)
+            })
+            .await?;
+        self.endpoints_changed();
+        Ok(endpoint)
+    }
+
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
+        let (app, key) = (app.as_str().to_owned(), id_or_uid.to_owned());
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM endpoints WHERE app_id = ?1 AND (id = ?2 OR uid = ?2) ORDER BY id = ?2 DESC LIMIT 1",
+                rows::ENDPOINT_COLUMNS
+            );
+            conn.prepare_cached(&sql)?
+                .query_row(params![app, key], rows::endpoint)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: &Page) -> Result<Vec<Endpoint>> {
+        let mut select = Select::new();
+        select.when("app_id = ?", app.as_str().to_owned());
+        let (sql, params) = select.finish(
+            &format!("SELECT {} FROM endpoints", rows::ENDPOINT_COLUMNS),
+            "id",
+            page,
+        );
+        self.read(move |conn| query_all(conn, &sql, params, rows::endpoint))
+            .await
+    }
+
+    async fn app_endpoints(&self, app: &AppId) -> Result<Arc<Vec<Endpoint>>> {
+        if let Some(hit) = self
+            .endpoint_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+        {
+            return Ok(hit.clone());
+        }
+        // Read the generation before the rows: if an endpoint write lands meanwhile, the
+        // generation moves and the possibly stale rows are not cached.
+        let generation = self.endpoint_generation.load(Ordering::SeqCst);
+        let key = app.as_str().to_owned();
+        let endpoints = Arc::new(
+            self.read(move |conn| {
+                let sql = format!(
+                    "SELECT {} FROM endpoints WHERE app_id = ?1 ORDER BY id",
+                    rows::ENDPOINT_COLUMNS
+                );
+                query_all(conn, &sql, vec![key.into()], rows::endpoint)
+            })
+            .await?,
+        );
+        let mut cache = self
+            .endpoint_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.endpoint_generation.load(Ordering::SeqCst) == generation {
+            cache.insert(app.clone(), endpoints.clone());
+        }
+        Ok(endpoints)
+    }
+
+    async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint> {
+        let endpoint = self
+            .writer
+            .write(move |conn| {
+                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16 WHERE id = ?1 AND app_id = ?2";
+                let changed = conn
+                    .execute(sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
+                    .map_err(conflict_or_backend("an endpoint with this uid already exists"))?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(endpoint)
+            })
+            .await?;
+        self.endpoints_changed();
+        Ok(endpoint)
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<()> {
+        let (app, id) = (app.as_str().to_owned(), id.as_str().to_owned());
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "DELETE FROM endpoints WHERE app_id = ?1 AND id = ?2",
+                        [&app, &id],
+                    )
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                conn.execute("DELETE FROM deliveries WHERE endpoint_id = ?1", [&id])
+                    .map_err(backend)?;
+                conn.execute("DELETE FROM attempts WHERE endpoint_id = ?1", [&id])
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await?;
+        self.endpoints_changed();
+        Ok(())
+    }
+
+    async fn insert_message(&self, new: NewMessage) -> Result<Inserted> {
+        self.writer
+            .write(move |conn| {
+                let msg = &new.message;
+                let app = msg.app_id.as_str();
+                if let Some(key) = &new.idempotency_key {
+                    let earlier: Option<String> = conn
+                        .prepare_cached(
+                            "SELECT msg_id FROM idempotency_keys WHERE app_id = ?1 AND key = ?2",
+                        )
+                        .and_then(|mut s| s.query_row([app, key], |r| r.get(0)).optional())
+                        .map_err(backend)?;
+                    if let Some(earlier) = earlier {
+                        let message = get_message_in(conn, app, &earlier)
+                            .map_err(backend)?
+                            .ok_or(StoreError::NotFound)?;
+                        return Ok(Inserted::Existing(message));
+                    }
+                    conn.prepare_cached(
+                        "INSERT INTO idempotency_keys (app_id, key, msg_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![app, key, msg.id.as_str(), ms(msg.created_at)]))
+                    .map_err(backend)?;
+                }
+                conn.prepare_cached(
+                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        msg.id.as_str(),
+                        app,
+                        msg.event_id,
+                        msg.event_type,
+                        &*msg.payload,
+                        opt_json(&msg.channels),
+                        opt_json(&msg.tags),
+                        ms(msg.created_at)
+                    ])
+                })
+                .map_err(conflict_or_backend("a message with this eventId already exists"))?;
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO deliveries (id, msg_id, app_id, endpoint_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, ?6, 0, ?7, ?7)",
+                    )
+                    .map_err(backend)?;
+                let created = ms(msg.created_at);
+                for d in &new.deliveries {
+                    let (next, leased) = match d.leased_until {
+                        Some(until) => (ms(until), true),
+                        None => (created, false),
+                    };
+                    stmt.execute(params![
+                        d.id.as_str(),
+                        msg.id.as_str(),
+                        app,
+                        d.endpoint_id.as_str(),
+                        next,
+                        leased,
+                        created
+                    ])
+                    .map_err(backend)?;
+                }
+                Ok(Inserted::Created)
+            })
+            .await
+    }
+
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> Result<Option<Message>> {
+        let (app, key) = (app.as_str().to_owned(), id_or_event_id.to_owned());
+        self.read(move |conn| get_message_in(conn, &app, &key))
+            .await
+    }
+
+    async fn list_messages(
+        &self,
+        app: &AppId,
+        filter: &MessageFilter,
+        page: &Page,
+    ) -> Result<Vec<Message>> {
+        let mut select = Select::new();
+        select.when("m.app_id = ?", app.as_str().to_owned());
+        message_conditions(&mut select, filter);
+        let (sql, params) = select.finish(
+            &format!("SELECT {} FROM messages m", rows::MESSAGE_COLUMNS),
+            "m.id",
+            page,
+        );
+        self.read(move |conn| query_all(conn, &sql, params, rows::message))
+            .await
+    }
+
+    async fn lease_due(
+        &self,
+        now: DateTime<Utc>,
+        leased_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>> {
+        self.writer
+            .write(move |conn| {
+                let sql = format!(
+                    "SELECT {}, {} FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.status = 1 AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at LIMIT ?2",
+                    rows::DELIVERY_COLUMNS,
+                    rows::MESSAGE_COLUMNS
+                );
+                let due = query_all(
+                    conn,
+                    &sql,
+                    vec![ms(now).into(), (limit as i64).into()],
+                    |row| {
+                        Ok(DueDelivery {
+                            delivery: rows::delivery(row)?,
+                            message: rows::message_at(row, rows::DELIVERY_WIDTH)?,
+                        })
+                    },
+                )
+                .map_err(backend)?;
+                let mut lease = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET leased = 1, next_attempt_at = ?2 WHERE id = ?1",
+                    )
+                    .map_err(backend)?;
+                for d in &due {
+                    lease
+                        .execute(params![d.delivery.id.as_str(), ms(leased_until)])
+                        .map_err(backend)?;
+                }
+                Ok(due)
+            })
+            .await
+    }
+
+    async fn release(&self, ids: &[DeliveryId], now: DateTime<Utc>) -> Result<()> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        self.writer
+            .write(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?2 WHERE id = ?1 AND leased = 1 AND status = 1",
+                    )
+                    .map_err(backend)?;
+                for id in &ids {
+                    stmt.execute(params![id, ms(now)]).map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release_all_leases(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?1 WHERE leased = 1",
+                        [ms(now)],
+                    )
+                    .map_err(backend)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn record_attempt(&self, attempt: Attempt, update: DeliveryUpdate) -> Result<()> {
+        self.writer
+            .write(move |conn| {
+                let sql = format!(
+                    "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    rows::ATTEMPT_COLUMNS
+                );
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            attempt.id.as_str(),
+                            attempt.delivery_id.as_str(),
+                            attempt.msg_id.as_str(),
+                            attempt.app_id.as_str(),
+                            attempt.endpoint_id.as_str(),
+                            attempt.url,
+                            attempt.status.code(),
+                            attempt.response_status_code,
+                            attempt.response,
+                            attempt.response_duration_ms,
+                            attempt.error.map(|e| e.as_str()),
+                            attempt.trigger.code(),
+                            ms(attempt.created_at)
+                        ])
+                    })
+                    .map_err(backend)?;
+                conn.prepare_cached(
+                    "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, leased = 0, trigger = 0, updated_at = ?5 WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        attempt.delivery_id.as_str(),
+                        update.status.code(),
+                        update.attempts,
+                        update.next_attempt_at.map(ms),
+                        ms(attempt.created_at)
+                    ])
+                })
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn resend(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery> {
+        let (app, msg, endpoint) = (app.clone(), msg.clone(), endpoint.clone());
+        self.writer
+            .write(move |conn| {
+                let exists: bool = conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND app_id = ?3) AND EXISTS (SELECT 1 FROM endpoints WHERE id = ?2 AND app_id = ?3)",
+                        [msg.as_str(), endpoint.as_str(), app.as_str()],
+                        |row| row.get(0),
+                    )
+                    .map_err(backend)?;
+                if !exists {
+                    return Err(StoreError::NotFound);
+                }
+                conn.execute(
+                    "INSERT INTO deliveries (id, msg_id, app_id, endpoint_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, 0, 1, ?5, ?5)
+                     ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, attempts = 0, next_attempt_at = ?5, leased = 0, trigger = 1, updated_at = ?5",
+                    params![DeliveryId::generate().as_str(), msg.as_str(), app.as_str(), endpoint.as_str(), ms(now)],
+                )
+                .map_err(backend)?;
+                let sql = format!(
+                    "SELECT {} FROM deliveries d WHERE d.msg_id = ?1 AND d.endpoint_id = ?2",
+                    rows::DELIVERY_COLUMNS
+                );
+                conn.query_row(&sql, [msg.as_str(), endpoint.as_str()], rows::delivery)
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    async fn recover(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let (app, endpoint) = (app.as_str().to_owned(), endpoint.as_str().to_owned());
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "UPDATE deliveries SET status = 1, attempts = 0, next_attempt_at = ?5, leased = 0, trigger = 1, updated_at = ?5
+                         WHERE app_id = ?1 AND endpoint_id = ?2 AND status = 2 AND created_at >= ?3 AND created_at < ?4",
+                        params![app, endpoint, ms(since), until.map(ms).unwrap_or(i64::MAX), ms(now)],
+                    )
+                    .map_err(backend)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn list_attempts(
+        &self,
+        app: &AppId,
+        filter: &AttemptFilter,
+        page: &Page,
+    ) -> Result<Vec<Attempt>> {
+        let mut select = Select::new();
+        select.when("app_id = ?", app.as_str().to_owned());
+        if let Some(msg) = &filter.msg_id {
+            select.when("msg_id = ?", msg.as_str().to_owned());
+        }
+        if let Some(ep) = &filter.endpoint_id {
+            select.when("endpoint_id = ?", ep.as_str().to_owned());
+        }
+        if let Some(status) = filter.status {
+            select.when("status = ?", status.code());
+        }
+        if let Some(before) = filter.before {
+            select.when("created_at < ?", ms(before));
+        }
+        if let Some(after) = filter.after {
+            select.when("created_at > ?", ms(after));
+        }
+        let (sql, params) = select.finish(
+            &format!("SELECT {} FROM attempts", rows::ATTEMPT_COLUMNS),
+            "id",
+            page,
+        );
+        self.read(move |conn| query_all(conn, &sql, params, rows::attempt))
+            .await
+    }
+
+    async fn get_attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>> {
+        let keys = [
+            app.as_str().to_owned(),
+            msg.as_str().to_owned(),
+            id.as_str().to_owned(),
+        ];
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM attempts WHERE app_id = ?1 AND msg_id = ?2 AND id = ?3",
+                rows::ATTEMPT_COLUMNS
+            );
+            conn.prepare_cached(&sql)?
+                .query_row(keys, rows::attempt)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_message_deliveries(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        page: &Page,
+    ) -> Result<Vec<Delivery>> {
+        let mut select = Select::new();
+        select
+            .when("d.app_id = ?", app.as_str().to_owned())
+            .when("d.msg_id = ?", msg.as_str().to_owned());
+        let (sql, params) = select.finish(
+            &format!("SELECT {} FROM deliveries d", rows::DELIVERY_COLUMNS),
+            "d.endpoint_id",
+            page,
+        );
+        self.read(move |conn| query_all(conn, &sql, params, rows::delivery))
+            .await
+    }
+
+    async fn list_endpoint_deliveries(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        filter: &DeliveryFilter,
+        page: &Page,
+    ) -> Result<Vec<(Delivery, Message)>> {
+        let mut select = Select::new();
+        select
+            .when("d.app_id = ?", app.as_str().to_owned())
+            .when("d.endpoint_id = ?", endpoint.as_str().to_owned());
+        if let Some(status) = filter.status {
+            select.when("d.status = ?", status.code());
+        }
+        if let Some(before) = filter.before {
+            select.when("d.created_at < ?", ms(before));
+        }
+        if let Some(after) = filter.after {
+            select.when("d.created_at > ?", ms(after));
+        }
+        let (sql, params) = select.finish(
+            &format!(
+                "SELECT {}, {} FROM deliveries d JOIN messages m ON m.id = d.msg_id",
+                rows::DELIVERY_COLUMNS,
+                rows::MESSAGE_COLUMNS
+            ),
+            "d.msg_id",
+            page,
+        );
+        self.read(move |conn| {
+            query_all(conn, &sql, params, |row| {
+                Ok((
+                    rows::delivery(row)?,
+                    rows::message_at(row, rows::DELIVERY_WIDTH)?,
+                ))
+            })
+        })
+        .await
+    }
+
+    async fn endpoint_stats(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<StatusCounts> {
+        let (app, endpoint) = (app.as_str().to_owned(), endpoint.as_str().to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT status, COUNT(*) FROM deliveries WHERE app_id = ?1 AND endpoint_id = ?2 AND created_at >= ?3 AND created_at < ?4 GROUP BY status",
+            )?;
+            let rows = stmt.query_map(
+                params![app, endpoint, since.map(ms).unwrap_or(i64::MIN), until.map(ms).unwrap_or(i64::MAX)],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            )?;
+            let mut counts = StatusCounts::default();
+            for row in rows {
+                let (status, n) = row?;
+                let n = n as u64;
+                match Status::from_code(status) {
+                    Some(Status::Success) => counts.success = n,
+                    Some(Status::Pending) => counts.pending = n,
+                    Some(Status::Fail) => counts.fail = n,
+                    Some(Status::Sending) => counts.sending = n,
+                    None => {}
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+}
+
+fn message_conditions(select: &mut Select, filter: &MessageFilter) {
+    if let Some(types) = &filter.event_types {
+        select.when(
+            "m.event_type IN (SELECT value FROM json_each(?))",
+            json(types),
+        );
+    }
+    if let Some(channel) = &filter.channel {
+        select.when(
+            "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE json_each.value = ?)",
+            channel.clone(),
+        );
+    }
+    if let Some(tag) = &filter.tag {
+        select.when(
+            "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value = ?)",
+            tag.clone(),
+        );
+    }
+    if let Some(before) = filter.before {
+        select.when("m.created_at < ?", ms(before));
+    }
+    if let Some(after) = filter.after {
+        select.when("m.created_at > ?", ms(after));
+    }
+}
+
+#[cfg(test)]
+mod tests;

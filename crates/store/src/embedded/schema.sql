@@ -1,0 +1,96 @@
+-- The embedded store's schema. Times are Unix milliseconds; JSON columns hold text.
+CREATE TABLE IF NOT EXISTS applications (
+    id TEXT PRIMARY KEY,
+    uid TEXT UNIQUE,
+    name TEXT NOT NULL,
+    rate_limit INTEGER,
+    metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_types (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    archived INTEGER NOT NULL,
+    deprecated INTEGER NOT NULL,
+    feature_flag TEXT,
+    group_name TEXT,
+    schemas TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    uid TEXT,
+    url TEXT NOT NULL,
+    description TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    rate_limit INTEGER,
+    disabled INTEGER NOT NULL,
+    filter_types TEXT,
+    channels TEXT,
+    metadata TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    retired_secrets TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (app_id, uid)
+);
+CREATE INDEX IF NOT EXISTS endpoints_app ON endpoints (app_id, id);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    event_id TEXT,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    channels TEXT,
+    tags TEXT,
+    created_at INTEGER NOT NULL,
+    UNIQUE (app_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    app_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, key)
+);
+-- status: 0 success, 1 pending, 2 fail, 3 sending (Svix's MessageStatus).
+-- A leased delivery has leased = 1 and next_attempt_at = the end of its lease.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    msg_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    leased INTEGER NOT NULL,
+    trigger INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (msg_id, endpoint_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 1;
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (leased) WHERE leased = 1;
+CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint_id, msg_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response_status_code INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    response_duration_ms INTEGER NOT NULL,
+    error TEXT,
+    trigger INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_msg ON attempts (msg_id, id);
+CREATE INDEX IF NOT EXISTS attempts_endpoint ON attempts (endpoint_id, id);

@@ -1,0 +1,108 @@
+//! The single writer thread of the embedded store, with group commit.
+//!
+//! Every write is a closure sent to one thread that owns the write connection. The thread
+//! takes all closures waiting at that moment, runs each inside its own savepoint in one
+//! transaction, commits once (one `fsync` for the whole group), then answers each caller.
+//! Many concurrent publishes thus share one commit, and a failing closure rolls back only
+//! its own savepoint. A caller is answered only after the commit that holds its write.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::{Result, StoreError};
+
+/// How many writes at most share one transaction.
+const MAX_GROUP: usize = 512;
+
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// Handle to the writer thread. Cloning is cheap; the thread stops when every handle is gone.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(crate) fn start(conn: Connection) -> std::io::Result<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("herald-store-writer".into())
+            .spawn(move || run(conn, rx))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` in the next group transaction and returns its result once committed.
+    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<R>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let outcome = in_savepoint(conn, f);
+            Box::new(move |committed: Result<()>| {
+                let _ = tx.send(committed.and(outcome));
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| backend_msg("the store writer has stopped"))?;
+        rx.await
+            .map_err(|_| backend_msg("the store writer dropped a write"))?
+    }
+}
+
+fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT w").map_err(backend)?;
+    match f(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE w").map_err(backend)?;
+            Ok(value)
+        }
+        Err(err) => {
+            conn.execute_batch("ROLLBACK TO w; RELEASE w")
+                .map_err(backend)?;
+            Err(err)
+        }
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = Vec::with_capacity(16);
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs answers each caller with an error; nothing was written.
+            tracing::error!(error = %err, "store could not begin a transaction");
+            continue;
+        }
+        let replies: Vec<Reply> = group.into_iter().map(|job| job(&conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        if let Err(err) = &committed {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %err, "store commit failed; the group's writes were rolled back");
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+pub(crate) fn backend(err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(Arc::new(err))
+}
+
+pub(crate) fn backend_msg(msg: &'static str) -> StoreError {
+    StoreError::Backend(Arc::new(std::io::Error::other(msg)))
+}

@@ -1,0 +1,246 @@
+//! Storage behind one trait, in the pipeline's verbs: insert a message with its
+//! deliveries, lease due deliveries, record an attempt, and the listings the API shows.
+//!
+//! `embedded` (SQLite, the default) is the only backend today; `conformance` is the
+//! suite every backend must pass. Nothing outside this crate knows which backend runs.
+
+mod conformance;
+mod embedded;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use model::{
+    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EventType,
+    Message, MessageId, Status,
+};
+
+pub use conformance::conformance;
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
+
+/// What a store operation can fail with, shaped for the caller's branches.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was violated; the text names it (e.g. "eventId already exists").
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend failed (disk full, I/O error, corruption). Nothing was written.
+    #[error("storage failed")]
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Order of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+/// A page request: at most `limit` items strictly after `cursor` in `order`.
+/// The store returns up to `limit + 1` items so the caller can tell whether it is done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub limit: usize,
+    pub cursor: Option<String>,
+    pub order: Order,
+}
+
+/// A message with its deliveries, to be stored in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message: Message,
+    pub deliveries: Vec<NewDelivery>,
+    pub idempotency_key: Option<String>,
+}
+
+/// One delivery created at ingest.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
+    /// When set, the delivery is created leased to this process until then: the caller
+    /// has queued it in memory and will attempt it without a poll.
+    pub leased_until: Option<DateTime<Utc>>,
+}
+
+/// What `insert_message` did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    Created,
+    /// The idempotency key was seen before; this is the message it created then.
+    Existing(Message),
+}
+
+/// A delivery that is due, with its message, as leased by `lease_due`.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    pub message: Message,
+}
+
+/// The state a delivery moves to after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryUpdate {
+    pub status: Status,
+    pub attempts: u32,
+    /// The next attempt, for a pending delivery.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Filters for message listings.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub event_types: Option<Vec<String>>,
+    pub channel: Option<String>,
+    pub tag: Option<String>,
+    pub before: Option<DateTime<Utc>>,
+    pub after: Option<DateTime<Utc>>,
+}
+
+/// Filters for attempt listings (by message or by endpoint).
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFilter {
+    pub msg_id: Option<MessageId>,
+    pub endpoint_id: Option<EndpointId>,
+    pub status: Option<Status>,
+    pub before: Option<DateTime<Utc>>,
+    pub after: Option<DateTime<Utc>>,
+}
+
+/// Which deliveries of an endpoint to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<Status>,
+    pub before: Option<DateTime<Utc>>,
+    pub after: Option<DateTime<Utc>>,
+}
+
+/// Deliveries of an endpoint counted by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub success: u64,
+    pub pending: u64,
+    pub fail: u64,
+    pub sending: u64,
+}
+
+/// Storage in the pipeline's verbs. Every method is atomic: on `Err`, nothing was written.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Applications.
+    async fn create_app(&self, app: Application) -> Result<Application>;
+    /// Looks up an application by id or by uid.
+    async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>>;
+    async fn list_apps(&self, page: &Page) -> Result<Vec<Application>>;
+    async fn update_app(&self, app: Application) -> Result<Application>;
+    /// Deletes an application with its endpoints, messages, deliveries and attempts.
+    async fn delete_app(&self, id: &AppId) -> Result<()>;
+
+    // Event types.
+    async fn create_event_type(&self, event_type: EventType) -> Result<EventType>;
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
+    async fn list_event_types(&self, page: &Page, include_archived: bool)
+    -> Result<Vec<EventType>>;
+    async fn update_event_type(&self, event_type: EventType) -> Result<EventType>;
+    async fn delete_event_type(&self, name: &str) -> Result<()>;
+
+    // Endpoints.
+    async fn create_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint>;
+    /// Looks up an endpoint of `app` by id or by uid.
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>>;
+    async fn list_endpoints(&self, app: &AppId, page: &Page) -> Result<Vec<Endpoint>>;
+    /// All endpoints of an application, for fan-out and attempts. Backends may cache this;
+    /// it reflects every endpoint write that completed before the call.
+    async fn app_endpoints(&self, app: &AppId) -> Result<Arc<Vec<Endpoint>>>;
+    async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint>;
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<()>;
+
+    // Ingest.
+    /// Stores a message and its deliveries in one durable transaction. A duplicate
+    /// `eventId` in the application is a `Conflict`; a repeated idempotency key returns
+    /// the earlier message and writes nothing.
+    async fn insert_message(&self, new: NewMessage) -> Result<Inserted>;
+    /// Looks up a message of `app` by id or by `eventId`.
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> Result<Option<Message>>;
+    async fn list_messages(
+        &self,
+        app: &AppId,
+        filter: &MessageFilter,
+        page: &Page,
+    ) -> Result<Vec<Message>>;
+
+    // Delivery pipeline.
+    /// Leases up to `limit` pending deliveries due at `now` until `leased_until`, oldest due first.
+    async fn lease_due(
+        &self,
+        now: DateTime<Utc>,
+        leased_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Gives leased deliveries back, due at `now` (on shutdown, for those never attempted).
+    async fn release(&self, ids: &[DeliveryId], now: DateTime<Utc>) -> Result<()>;
+    /// Gives back every lease. Only a single-node store may call this, at start-up.
+    async fn release_all_leases(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Records an attempt and moves its delivery to `update`, atomically.
+    async fn record_attempt(&self, attempt: Attempt, update: DeliveryUpdate) -> Result<()>;
+    /// Makes the delivery of `msg` to `endpoint` pending again for a manual attempt now,
+    /// creating it if the message never went to that endpoint. Returns it.
+    async fn resend(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery>;
+    /// Makes every failed delivery of `endpoint` created in `[since, until)` pending again
+    /// for a manual attempt now. Returns how many.
+    async fn recover(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+
+    // Inspection.
+    async fn list_attempts(
+        &self,
+        app: &AppId,
+        filter: &AttemptFilter,
+        page: &Page,
+    ) -> Result<Vec<Attempt>>;
+    async fn get_attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>>;
+    /// Deliveries of one message, one per endpoint it went to.
+    async fn list_message_deliveries(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        page: &Page,
+    ) -> Result<Vec<Delivery>>;
+    /// Deliveries to one endpoint, with their messages.
+    async fn list_endpoint_deliveries(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        filter: &DeliveryFilter,
+        page: &Page,
+    ) -> Result<Vec<(Delivery, Message)>>;
+    async fn endpoint_stats(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<StatusCounts>;
+}

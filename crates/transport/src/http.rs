@@ -1,0 +1,181 @@
+//! HTTP(S) delivery with reqwest over rustls: connection reuse per destination, HTTP/1.1
+//! and HTTP/2 (negotiated by ALPN), no redirects, a total time limit per attempt, and a
+//! cap on how much of a response body is read.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use model::{ErrorKind, Outcome};
+
+/// Settings of the HTTP transport; the caller decides every value.
+#[derive(Debug, Clone)]
+pub struct HttpTransportConfig {
+    /// The whole exchange, connect to last body byte, must finish within this.
+    pub timeout: Duration,
+    /// At most this many bytes of a response body are read and kept.
+    pub max_response_bytes: usize,
+    pub user_agent: String,
+    /// Idle connections kept per destination.
+    pub max_idle_per_host: usize,
+}
+
+/// One request, ready to send: signed body and every header.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: http::Method,
+    pub url: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Sends requests and classifies what happened.
+#[derive(Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    config: HttpTransportConfig,
+}
+
+impl HttpTransport {
+    pub fn new(config: HttpTransportConfig) -> Result<Self, reqwest::Error> {
+        // The process-wide rustls provider; a second install (tests) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        #[allow(clippy::disallowed_methods, reason = "the one sanctioned HTTP client")]
+        let client = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(config.max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { client, config })
+    }
+
+    /// Sends one request. Never fails: every failure is described by the `Outcome`.
+    pub async fn send(&self, request: HttpRequest) -> Outcome {
+        let started = Instant::now();
+        let sent = self
+            .client
+            .request(request.method, &request.url)
+            .headers(request.headers)
+            .body(request.body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(err) => return failure(&err, started.elapsed()),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut body = Vec::new();
+        let mut body_error = None;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = self.config.max_response_bytes - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if body.len() >= self.config.max_response_bytes {
+                        break; // The rest is not read; the connection is not reused.
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    body_error = Some(err);
+                    break;
+                }
+            }
+        }
+        let duration = started.elapsed();
+        if let Some(err) = body_error {
+            // The status arrived but the body did not finish: a timeout or a broken
+            // connection means the receiver's answer is unknown, so it is a failure.
+            let mut outcome = failure(&err, duration);
+            outcome.status_code = Some(status.as_u16());
+            return outcome;
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status.is_success() {
+            Outcome {
+                status_code: Some(status.as_u16()),
+                body: text,
+                duration,
+                error: None,
+                permanent: false,
+                retry_after: None,
+            }
+        } else {
+            Outcome {
+                status_code: Some(status.as_u16()),
+                body: text,
+                duration,
+                error: Some(ErrorKind::Status),
+                permanent: false,
+                retry_after,
+            }
+        }
+    }
+}
+
+/// A failure before or during the exchange, classified by walking the error's sources.
+fn failure(err: &reqwest::Error, duration: Duration) -> Outcome {
+    let kind = classify(err);
+    Outcome {
+        status_code: None,
+        body: describe(err),
+        duration,
+        error: Some(kind),
+        permanent: false,
+        retry_after: None,
+    }
+}
+
+fn classify(err: &reqwest::Error) -> ErrorKind {
+    if err.is_timeout() {
+        return ErrorKind::Timeout;
+    }
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return ErrorKind::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return ErrorKind::Timeout,
+                _ => {}
+            }
+        }
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return ErrorKind::Tls;
+        }
+        let text = cause.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return ErrorKind::Dns;
+        }
+        source = cause.source();
+    }
+    if err.is_builder() {
+        ErrorKind::Refused
+    } else {
+        ErrorKind::Connection
+    }
+}
+
+/// The error and its causes in one line, without the URL (which may hold credentials).
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), "<endpoint url>");
+    }
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
