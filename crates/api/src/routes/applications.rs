@@ -251,7 +251,8 @@ async fn update_application(
     match state.store.get_app(&app_id).await? {
         Some(mut app) => {
             app.name = body.name;
-            app.uid = body.uid;
+            // An absent uid keeps the current one.
+            app.uid = body.uid.or(app.uid);
             app.rate_limit = body.throttle_rate.map(u32::from);
             app.metadata = body.metadata.unwrap_or_default();
             app.updated_at = now;

@@ -522,7 +522,8 @@ async fn update_endpoint(
     });
     endpoint.url = body.url;
     endpoint.description = body.description.unwrap_or_default();
-    endpoint.uid = body.uid.or_else(|| {
+    // An absent uid keeps the current one; a new endpoint named by uid in the path gets it.
+    endpoint.uid = body.uid.or(endpoint.uid.take()).or_else(|| {
         (created && !EndpointId::looks_like(&endpoint_id)).then(|| endpoint_id.clone())
     });
     endpoint.version = body.version.unwrap_or(endpoint.version);

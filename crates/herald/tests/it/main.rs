@@ -1,1 +1,10 @@
-//! placeholder
+//! End-to-end tests: each starts the real `herald` binary on an ephemeral loopback port
+//! with its embedded store and a real HTTP receiver, and drives it only through the
+//! HTTP API. `support.rs` has the harness.
+
+mod bad_input;
+mod cli;
+mod crash;
+mod crud;
+mod delivery;
+mod support;

@@ -1,0 +1,82 @@
+//! The command line: `token`, config files, and start-up errors that name the key.
+
+use std::process::Command;
+
+use crate::support::Herald;
+
+fn herald() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+}
+
+#[tokio::test]
+async fn generated_token_is_kept_and_printed_by_herald_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = herald()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path())
+        .env_remove("HERALD_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let printed = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut token = None;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line.trim().starts_with("hrd_") {
+                token = Some(line.trim().to_owned());
+            }
+            if line.starts_with("Herald listening") {
+                break;
+            }
+        }
+        token
+    })
+    .await
+    .unwrap()
+    .expect("the generated token is printed once");
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = herald()
+        .args(["token", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), printed);
+}
+
+#[tokio::test]
+async fn config_example_lists_valid_keys_and_bad_config_names_the_key() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config.example.toml");
+    let herald_from_example = Herald::start_with(&["--config", example]).await;
+    let app = herald_from_example.app("acme").await;
+    assert!(app.starts_with("app_"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bad_key = tmp.path().join("bad-key.toml");
+    std::fs::write(&bad_key, "max_inflight = 3\n").unwrap();
+    let bad_value = tmp.path().join("bad-value.toml");
+    std::fs::write(&bad_value, "retry_schedule = \"5s,soon\"\n").unwrap();
+    for (file, key) in [(&bad_key, "max_inflight"), (&bad_value, "retry_schedule")] {
+        let out = herald()
+            .args(["serve", "--config"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(key), "the error names `{key}`: {err}");
+    }
+    let out = herald()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("HERALD_MAX_IN_FLIGHT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("max_in_flight")
+    );
+}

@@ -1,0 +1,458 @@
+//! Delivery through the public API to a real receiver: signing, filtering, headers,
+//! retries, idempotency, rotation, resend and recover.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{Herald, Receiver, WAIT, verify};
+
+#[tokio::test]
+async fn delivers_signed_payload_bytes_exactly_as_published() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    let ep = herald
+        .endpoint(
+            &app,
+            json!({"url": receiver.url("/hook"), "headers": {"X-Api-Key": "k-123"}}),
+        )
+        .await;
+    let secret = herald
+        .get(&format!(
+            "/api/v1/app/{app}/endpoint/{}/secret",
+            ep["id"].as_str().unwrap()
+        ))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Odd spacing and key order must survive byte for byte.
+    let raw = r#"{"z": 1,   "a" : [1,2 ,3], "s": "é"}"#;
+    let body = format!(r#"{{"eventType": "order.created", "payload": {raw}}}"#);
+    let response = crate::support::http_client()
+        .post(herald.url(&format!("/api/v1/app/{app}/msg")))
+        .bearer_auth(crate::support::TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let msg: serde_json::Value = response.json().await.unwrap();
+
+    let got = receiver.wait_for("/hook", 1, WAIT).await;
+    let r = &got[0];
+    assert_eq!(r.body.as_ref(), raw.as_bytes());
+    assert_eq!(r.method, Method::POST);
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("webhook-id"), msg["id"].as_str().unwrap());
+    assert_eq!(r.header("svix-id"), r.header("webhook-id"));
+    assert_eq!(r.header("svix-timestamp"), r.header("webhook-timestamp"));
+    assert_eq!(r.header("svix-signature"), r.header("webhook-signature"));
+    assert_eq!(r.header("x-api-key"), "k-123");
+    assert!(r.header("user-agent").starts_with("Herald/"));
+    assert!(
+        verify(r, &secret),
+        "signature verifies with the endpoint secret"
+    );
+    let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+    assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
+
+    // The attempt is recorded as a success.
+    let attempts = herald
+        .until(
+            &format!(
+                "/api/v1/app/{app}/attempt/msg/{}",
+                msg["id"].as_str().unwrap()
+            ),
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| !d.is_empty()),
+        )
+        .await;
+    let a = &attempts["data"][0];
+    assert_eq!(
+        (
+            a["status"].as_i64(),
+            a["statusText"].as_str(),
+            a["responseStatusCode"].as_i64()
+        ),
+        (Some(0), Some("success"), Some(200))
+    );
+    assert_eq!(a["response"], "receiver says hi");
+    assert_eq!(a["triggerType"], 0);
+}
+
+#[tokio::test]
+async fn event_types_channels_and_disabled_endpoints_filter_deliveries() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/all")}))
+        .await;
+    herald
+        .endpoint(
+            &app,
+            json!({"url": receiver.url("/orders"), "eventTypes": ["order.created"]}),
+        )
+        .await;
+    herald
+        .endpoint(
+            &app,
+            json!({"url": receiver.url("/eu"), "channels": ["eu"]}),
+        )
+        .await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/off"), "disabled": true}))
+        .await;
+
+    herald
+        .publish(
+            &app,
+            json!({"eventType": "order.created", "payload": {"n": 1}}),
+        )
+        .await;
+    herald
+        .publish(
+            &app,
+            json!({"eventType": "invoice.paid", "payload": {"n": 2}, "channels": ["eu"]}),
+        )
+        .await;
+    herald
+        .publish(
+            &app,
+            json!({"eventType": "invoice.paid", "payload": {"n": 3}, "channels": ["us"]}),
+        )
+        .await;
+    let last = herald
+        .publish(
+            &app,
+            json!({"eventType": "order.created", "payload": {"n": 4}, "channels": ["us", "eu"]}),
+        )
+        .await;
+
+    receiver.wait_for("/all", 4, WAIT).await;
+    // Every delivery of the last message is recorded before we look at the rest.
+    herald
+        .until(
+            &format!(
+                "/api/v1/app/{app}/msg/{}/endpoint",
+                last["id"].as_str().unwrap()
+            ),
+            WAIT,
+            |b| {
+                b["data"]
+                    .as_array()
+                    .is_some_and(|d| d.len() == 3 && d.iter().all(|e| e["status"] == 0))
+            },
+        )
+        .await;
+    let ns = |path: &str| -> Vec<i64> {
+        let mut ns: Vec<i64> = receiver
+            .received_on(path)
+            .iter()
+            .map(|r| r.json()["n"].as_i64().unwrap())
+            .collect();
+        ns.sort();
+        ns
+    };
+    assert_eq!(ns("/all"), vec![1, 2, 3, 4]);
+    assert_eq!(ns("/orders"), vec![1, 4]);
+    assert_eq!(ns("/eu"), vec![2, 4]);
+    assert!(ns("/off").is_empty());
+
+    // Listing filters by event type (comma-separated, as the Svix SDK sends) and channel.
+    let listed = herald
+        .get(&format!(
+            "/api/v1/app/{app}/msg?event_types=order.created,nope"
+        ))
+        .await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    let listed = herald
+        .get(&format!(
+            "/api/v1/app/{app}/msg?channel=eu&with_content=false"
+        ))
+        .await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["data"][0]["payload"], json!({}));
+}
+
+#[tokio::test]
+async fn failing_receiver_is_retried_and_every_attempt_recorded() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500, 503]);
+    let app = herald.app("acme").await;
+    let ep = herald
+        .endpoint(&app, json!({"url": receiver.url("/flaky")}))
+        .await;
+    let msg = herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {}}))
+        .await;
+    let got = receiver.wait_for("/flaky", 3, WAIT).await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert!(
+        ids.iter().all(|id| *id == msg["id"].as_str().unwrap()),
+        "same webhook-id on every retry"
+    );
+
+    let path = format!(
+        "/api/v1/app/{app}/attempt/msg/{}",
+        msg["id"].as_str().unwrap()
+    );
+    let attempts = herald
+        .until(&path, WAIT, |b| {
+            b["data"].as_array().is_some_and(|d| d.len() == 3)
+        })
+        .await;
+    let codes: Vec<i64> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["responseStatusCode"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, vec![200, 503, 500], "newest first");
+    assert_eq!(attempts["data"][1]["errorKind"], "status");
+    let by_endpoint = herald
+        .get(&format!(
+            "/api/v1/app/{app}/attempt/endpoint/{}?status=2",
+            ep["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(by_endpoint["data"].as_array().unwrap().len(), 2);
+    let one = &attempts["data"][2];
+    let single = herald
+        .get(&format!(
+            "/api/v1/app/{app}/msg/{}/attempt/{}",
+            msg["id"].as_str().unwrap(),
+            one["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(single["id"], one["id"]);
+    let stats = herald
+        .get(&format!(
+            "/api/v1/app/{app}/endpoint/{}/stats",
+            ep["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(stats["success"], 1);
+}
+
+#[tokio::test]
+async fn exhausted_delivery_fails_then_resend_and_recover_deliver_it() {
+    let herald = Herald::start_with(&["--retry-schedule", "200ms"]).await;
+    let receiver = Receiver::start().await;
+    receiver.set_status(500);
+    let app = herald.app("acme").await;
+    let ep = herald
+        .endpoint(&app, json!({"url": receiver.url("/down")}))
+        .await;
+    let ep_id = ep["id"].as_str().unwrap();
+    let m1 = herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {"n": 1}}))
+        .await;
+    let m2 = herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {"n": 2}}))
+        .await;
+    let failed = |b: &serde_json::Value| {
+        b["data"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2 && d.iter().all(|m| m["status"] == 2))
+    };
+    let listed = herald
+        .until(
+            &format!("/api/v1/app/{app}/endpoint/{ep_id}/msg"),
+            WAIT,
+            failed,
+        )
+        .await;
+    assert!(listed["data"][0]["nextAttempt"].is_null());
+    assert_eq!(
+        receiver.received_on("/down").len(),
+        4,
+        "1 attempt + 1 retry each"
+    );
+
+    receiver.set_status(200);
+    let (status, body) = herald
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/app/{app}/msg/{}/endpoint/{ep_id}/resend",
+                m1["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({})));
+    let got = receiver.wait_for("/down", 5, WAIT).await;
+    assert_eq!(got[4].json()["n"], 1);
+    let attempts = herald
+        .until(
+            &format!(
+                "/api/v1/app/{app}/attempt/msg/{}",
+                m1["id"].as_str().unwrap()
+            ),
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| d.len() == 3),
+        )
+        .await;
+    assert_eq!(
+        (
+            attempts["data"][0]["triggerType"].as_i64(),
+            attempts["data"][0]["status"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let (status, task) = herald
+        .call(
+            Method::POST,
+            &format!("/api/v1/app/{app}/endpoint/{ep_id}/recover"),
+            Some(json!({"since": since})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        (task["task"].as_str(), task["recovered"].as_u64()),
+        (Some("endpoint.recover"), Some(1))
+    );
+    let got = receiver.wait_for("/down", 6, WAIT).await;
+    assert_eq!(got[5].json()["n"], 2);
+    assert_eq!(got[5].header("webhook-id"), m2["id"].as_str().unwrap());
+    herald
+        .until(
+            &format!("/api/v1/app/{app}/endpoint/{ep_id}/stats"),
+            WAIT,
+            |s| s["success"] == 2,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn idempotency_key_and_event_id_prevent_duplicates() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/once")}))
+        .await;
+    let path = format!("/api/v1/app/{app}/msg");
+    let body = json!({"eventType": "a.b", "payload": {"k": 1}});
+    let headers = [("idempotency-key", "publish-42")];
+    let (s1, first) = herald
+        .call_as(
+            Method::POST,
+            &path,
+            Some(body.clone()),
+            Some(crate::support::TOKEN),
+            &headers,
+        )
+        .await;
+    let (s2, second) = herald
+        .call_as(
+            Method::POST,
+            &path,
+            Some(body),
+            Some(crate::support::TOKEN),
+            &headers,
+        )
+        .await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(first["id"], second["id"]);
+
+    let with_id = json!({"eventType": "a.b", "eventId": "evt-1", "payload": {"k": 2}});
+    herald.publish(&app, with_id.clone()).await;
+    let (status, err) = herald.call(Method::POST, &path, Some(with_id)).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    assert_eq!(
+        herald.get(&format!("{path}/evt-1")).await["payload"],
+        json!({"k": 2})
+    );
+
+    receiver.wait_for("/once", 2, WAIT).await;
+    let listed = herald.get(&path).await;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        2,
+        "two messages stored, not three or four"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received_on("/once").len(), 2);
+}
+
+#[tokio::test]
+async fn rotated_secret_signs_with_both_keys_during_the_grace_period() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    let ep = herald
+        .endpoint(&app, json!({"url": receiver.url("/rot"), "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+        .await;
+    let base = format!("/api/v1/app/{app}/endpoint/{}", ep["id"].as_str().unwrap());
+    let new = herald
+        .post(&format!("{base}/secret/rotate"), json!({}))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {}}))
+        .await;
+    let got = receiver.wait_for("/rot", 1, WAIT).await;
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
+    assert!(verify(&got[0], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    assert!(verify(&got[0], &new));
+
+    // Without a grace period only the new key signs.
+    let newest = herald
+        .post(
+            &format!("{base}/secret/rotate"),
+            json!({"gracePeriodSeconds": 0}),
+        )
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {}}))
+        .await;
+    let got = receiver.wait_for("/rot", 2, WAIT).await;
+    let sigs = got[1].header("webhook-signature").split(' ').count();
+    assert_eq!(
+        sigs, 2,
+        "the newest secret, and the first one still in its grace period"
+    );
+    assert!(verify(&got[1], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    assert!(verify(&got[1], &newest));
+    assert!(!verify(&got[1], &new));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_exits_cleanly_and_pending_work_resumes() {
+    let mut herald = Herald::start_with(&["--retry-schedule", "1s"]).await;
+    let receiver = Receiver::start().await;
+    receiver.set_status(503);
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/later")}))
+        .await;
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {}}))
+        .await;
+    receiver.wait_for("/later", 1, WAIT).await;
+    assert!(herald.terminate(), "SIGTERM exits with success");
+
+    receiver.set_status(200);
+    let data_dir = herald.data_dir.clone();
+    let restarted = Herald::start_in(&data_dir, &["--retry-schedule", "1s"]).await;
+    receiver.wait_for("/later", 2, WAIT).await;
+    drop(restarted);
+    drop(herald);
+}

@@ -1,0 +1,350 @@
+//! Test harness: `Herald` (the binary, started and killed), `Receiver` (a real HTTP
+//! server whose answers can change mid-test), and small API helpers.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const TOKEN: &str = "test-admin-token";
+
+/// An HTTP client for tests (rustls needs its crypto provider chosen once per process).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A running Herald. Killed (SIGKILL) when dropped.
+pub struct Herald {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    client: reqwest::Client,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Herald {
+    /// Starts Herald on a fresh data directory with a fast retry schedule.
+    pub async fn start() -> Self {
+        Self::start_with(&["--retry-schedule", "1s,1s,1s"]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut herald = Self::start_in(tmp.path(), extra).await;
+        herald._tmp = Some(tmp);
+        herald
+    }
+
+    /// Starts Herald on `data_dir` (which may hold a previous run's store).
+    pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+            "--poll-interval",
+            "50ms",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env("HERALD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("the herald binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let addr = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let line = line.unwrap();
+                if let Some(url) = line.strip_prefix("Herald listening on http://") {
+                    let addr: SocketAddr = url.trim().parse().unwrap();
+                    // Keep draining stdout so Herald never blocks on a full pipe.
+                    std::thread::spawn(move || for _ in lines {});
+                    return addr;
+                }
+            }
+            panic!("herald exited before listening");
+        })
+        .await
+        .unwrap();
+        Self {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            client: http_client(),
+            _tmp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request with the admin token; returns the status and the JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(method, path, body, Some(TOKEN), &[]).await
+    }
+
+    pub async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("herald answers");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "non-JSON body for {path}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, out) = self.call(Method::POST, path, Some(body)).await;
+        assert!(status.is_success(), "POST {path}: {status} {out}");
+        out
+    }
+
+    /// Creates an application and returns its id.
+    pub async fn app(&self, uid: &str) -> String {
+        let app = self
+            .post("/api/v1/app", json!({"name": uid, "uid": uid}))
+            .await;
+        app["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an endpoint from a JSON body and returns it.
+    pub async fn endpoint(&self, app: &str, body: Value) -> Value {
+        self.post(&format!("/api/v1/app/{app}/endpoint"), body)
+            .await
+    }
+
+    pub async fn publish(&self, app: &str, body: Value) -> Value {
+        self.post(&format!("/api/v1/app/{app}/msg"), body).await
+    }
+
+    /// Polls a read-only API view until `done` holds, for state Herald records after the
+    /// receiver has answered. Fails after `within`.
+    pub async fn until(
+        &self,
+        path: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let body = self.get(path).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting on {path}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills Herald with SIGKILL, keeping its data directory.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for Herald to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    /// Statuses to answer with, in order; when empty, `default_status`.
+    script: Mutex<VecDeque<u16>>,
+    default_status: Mutex<u16>,
+    arrived: Notify,
+}
+
+/// A real HTTP server on loopback that records every request.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let state = Arc::new(ReceiverState {
+            default_status: Mutex::new(200),
+            ..Default::default()
+        });
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Answers the next requests with these statuses, then with the default again.
+    pub fn script(&self, statuses: &[u16]) {
+        self.state.script.lock().unwrap().extend(statuses);
+    }
+
+    pub fn set_status(&self, status: u16) {
+        *self.state.default_status.lock().unwrap() = status;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn received_on(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until at least `n` requests arrived on `path`, or fails after `within`.
+    pub async fn wait_for(&self, path: &str, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let got = self.received_on(path);
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!(
+                    "expected {n} requests on {path} within {within:?}, got {}",
+                    got.len()
+                );
+            }
+        }
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let status = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(*state.default_status.lock().unwrap());
+    state.received.lock().unwrap().push(Received {
+        method,
+        path: uri.path().to_owned(),
+        headers,
+        body,
+    });
+    state.arrived.notify_waiters();
+    (StatusCode::from_u16(status).unwrap(), "receiver says hi")
+}
+
+/// Verifies a delivery's Standard Webhooks signature with `secret`.
+pub fn verify(received: &Received, secret: &str) -> bool {
+    let key = signing::Key::parse(secret).unwrap();
+    let ts: i64 = received.header("webhook-timestamp").parse().unwrap();
+    key.verify(
+        received.header("webhook-id"),
+        ts,
+        &received.body,
+        received.header("webhook-signature"),
+    )
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test Herald has: format and lint checks, the Rust unit, conformance and
+# end-to-end tests, and the official Svix Python SDK against a real Herald.
+# Installs what it needs (a Python virtualenv with the SDK) and starts and stops every
+# server itself. Works on a fresh machine with the Rust toolchain and Python 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== Svix Python SDK conformance"
+cargo build --locked -p herald
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+HERALD_BIN="$PWD/target/debug/herald" .venv/bin/python -m pytest -q -p no:cacheprovider tests/sdk
