@@ -135,7 +135,12 @@ impl Dispatcher {
     /// released back to the store.
     pub async fn run(&self, shutdown: CancellationToken) {
         let shared = &self.shared;
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += IDEMPOTENCY_PRUNE_EVERY;
+                shared.prune_idempotency_keys().await;
+            }
             let full_batch = match shared.poll_once().await {
                 Ok(full) => full,
                 Err(err) => {
@@ -159,7 +164,22 @@ impl Dispatcher {
     }
 }
 
+/// Idempotency keys are honoured for this long after the first call.
+const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+const IDEMPOTENCY_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 impl Shared {
+    async fn prune_idempotency_keys(&self) {
+        match self
+            .store
+            .prune_idempotency_keys(self.clock.now() - IDEMPOTENCY_WINDOW)
+            .await
+        {
+            Ok(n) => tracing::debug!(pruned = n, "idempotency keys pruned"),
+            Err(err) => tracing::warn!(error = %err, "pruning idempotency keys failed"),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
         // A poisoned lock means a panic inside a few map operations: a bug. Keep going
         // with the state as it is rather than stopping every delivery.

@@ -52,7 +52,7 @@ pub(crate) struct ServeArgs {
     /// Largest accepted payload in bytes [default: 1048576].
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES")]
     pub(crate) max_payload_bytes: Option<String>,
-    /// Delays before each retry, e.g. `5s,5m,30m,2h,5h,10h,10h` (the default).
+    /// Delays before each retry, e.g. `5s,5m,30m,2h,5h,10h,10h` (the default); `none` for no retries.
     #[arg(long, env = "HERALD_RETRY_SCHEDULE")]
     pub(crate) retry_schedule: Option<String>,
     /// Random spread of each retry delay, 0 to 1 [default: 0.2].

@@ -78,6 +78,8 @@ impl Settings {
         };
         let retry_schedule = match raw("retry_schedule", &args.retry_schedule) {
             None => RetryPolicy::svix_default(),
+            // No retries: a failed first attempt fails the delivery (recover or resend it).
+            Some(text) if text.trim() == "none" => Vec::new(),
             Some(text) => text
                 .split(',')
                 .map(|part| parse_duration(part.trim()))

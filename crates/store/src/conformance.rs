@@ -535,6 +535,19 @@ async fn messages_and_deliveries(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
 
+    assert_eq!(store.prune_idempotency_keys(t(11)).await.unwrap(), 1);
+    let fresh = message(&a.id, None, t(71));
+    assert!(matches!(
+        store
+            .insert_message(NewMessage {
+                message: fresh,
+                deliveries: vec![],
+                idempotency_key: Some("key-1".into()),
+            })
+            .await,
+        Ok(Inserted::Created)
+    ));
+
     // Deleting the application removes everything of it.
     store.delete_app(&a.id).await.unwrap();
     assert!(

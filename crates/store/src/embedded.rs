@@ -830,6 +830,20 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64> {
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "DELETE FROM idempotency_keys WHERE created_at < ?1",
+                        [ms(created_before)],
+                    )
+                    .map_err(backend)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
     async fn list_attempts(
         &self,
         app: &AppId,

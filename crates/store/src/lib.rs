@@ -208,6 +208,9 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<u64>;
 
+    /// Forgets idempotency keys recorded before `created_before`. Returns how many.
+    async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64>;
+
     // Inspection.
     async fn list_attempts(
         &self,
