@@ -1,0 +1,133 @@
+//! Runs the `herald` binary for a scenario and reads its CPU time and memory from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+pub(crate) const TOKEN: &str = "bench-token";
+
+pub(crate) struct HeraldProcess {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+/// The `herald` binary of the same build profile as this benchmark, built if missing.
+fn binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("HERALD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/bench, or target/<profile>/deps/bench-… for tests.
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("herald");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "-p", "herald"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    if !build.status().context("building herald")?.success() {
+        bail!("building herald failed");
+    }
+    binary_after_build(&exe)
+}
+
+fn binary_after_build(exe: &std::path::Path) -> anyhow::Result<PathBuf> {
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("herald"))
+        .find(|p| p.is_file())
+        .context("the herald binary was not found next to the benchmark")
+}
+
+impl HeraldProcess {
+    pub(crate) fn start(extra: &[&str]) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let mut child = Command::new(binary()?)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--admin-token",
+                TOKEN,
+                "--log",
+                "warn",
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting herald")?;
+        let stdout = child.stdout.take().context("herald stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                bail!("herald exited before listening");
+            };
+            if let Some(url) = line?.strip_prefix("Herald listening on http://") {
+                break url.trim().parse()?;
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            child,
+            addr,
+            _data: data,
+        })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// User + system CPU seconds Herald has used so far.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    fn status_kib(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn rss_mib(&self) -> f64 {
+        self.status_kib("VmRSS:") as f64 / 1024.0
+    }
+
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
+        self.status_kib("VmHWM:") as f64 / 1024.0
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

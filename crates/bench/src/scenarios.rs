@@ -1,0 +1,505 @@
+//! The scenarios. Each starts its own Herald and receiver, so runs do not disturb one
+//! another, and reports only what the receiver saw.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::herald::{HeraldProcess, TOKEN};
+use crate::load::{Published, post_direct, publish};
+use crate::receiver::Receiver;
+use crate::report::Report;
+use crate::{Options, Scenario};
+
+pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
+    let list = match options.scenario {
+        Scenario::All => vec![
+            Scenario::Ceiling,
+            Scenario::Throughput,
+            Scenario::Fanout,
+            Scenario::Tenants,
+            Scenario::Slow,
+            Scenario::Flaky,
+            Scenario::Backlog,
+        ],
+        one => vec![one],
+    };
+    let mut reports = Vec::new();
+    for scenario in list {
+        let report = match scenario {
+            Scenario::Ceiling => ceiling(options).await?,
+            Scenario::Throughput => throughput(options).await?,
+            Scenario::Fanout => fanout(options).await?,
+            Scenario::Tenants => tenants(options).await?,
+            Scenario::Slow => slow(options).await?,
+            Scenario::Flaky => flaky(options).await?,
+            Scenario::Backlog => backlog(options).await?,
+            Scenario::All => unreachable!("expanded above"),
+        };
+        reports.push(report);
+    }
+    if let Some(limit) = reports.iter().find_map(|r| r.get("requests/s")) {
+        for report in &mut reports {
+            if let Some(rate) = report.get("deliveries/s") {
+                report.add("deliveries/s as % of ceiling", rate / limit * 100.0, "%");
+            }
+        }
+    }
+    Ok(reports)
+}
+
+fn scaled(options: &Options, n: usize) -> usize {
+    ((n as f64 * options.scale) as usize).max(10)
+}
+
+fn progress(options: &Options, n: usize, what: &str) -> ProgressBar {
+    if options.json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Creates `apps` applications with `per_app` endpoints each, endpoint `k` of every app
+/// pointing at `/e{k}` on the receiver. Returns the app ids.
+async fn setup(
+    herald: &HeraldProcess,
+    receiver_base: &str,
+    apps: usize,
+    per_app: usize,
+) -> anyhow::Result<Vec<String>> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::with_capacity(apps);
+    for a in 0..apps {
+        let app: serde_json::Value = client
+            .post(herald.url("/api/v1/app"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": format!("tenant-{a}")}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = app["id"].as_str().context("app id")?.to_owned();
+        for k in 0..per_app {
+            client
+                .post(herald.url(&format!("/api/v1/app/{id}/endpoint")))
+                .bearer_auth(TOKEN)
+                .json(&json!({"url": format!("{receiver_base}/e{k}")}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn targets(
+    herald: &HeraldProcess,
+    apps: Vec<String>,
+) -> Arc<dyn Fn(usize) -> String + Send + Sync> {
+    let urls: Vec<String> = apps
+        .iter()
+        .map(|a| herald.url(&format!("/api/v1/app/{a}/msg")))
+        .collect();
+    Arc::new(move |i| urls[i % urls.len()].clone())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Publish → first arrival latencies (ms) of the published messages on `paths`, sorted.
+fn latencies(
+    published: &Published,
+    arrivals: &HashMap<(String, String), Instant>,
+    paths: &[String],
+) -> Vec<f64> {
+    let mut out: Vec<f64> = published
+        .sent
+        .iter()
+        .flat_map(|(id, sent)| {
+            paths.iter().filter_map(move |p| {
+                arrivals
+                    .get(&(p.clone(), id.clone()))
+                    .map(|at| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
+            })
+        })
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// Publishes, waits for every delivery, and adds the common figures to `report`.
+async fn deliver(
+    options: &Options,
+    report: &mut Report,
+    herald: &HeraldProcess,
+    receiver: &Receiver,
+    apps: Vec<String>,
+    paths: &[String],
+    n: usize,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deliveries_expected = n * paths.len();
+    let cpu_before = herald.cpu_seconds();
+    let before = receiver.unique();
+    let start = Instant::now();
+    let bar = progress(options, n, report.scenario);
+    let published = publish(n, options.concurrency, None, targets(herald, apps), &bar).await;
+    bar.finish_and_clear();
+    let accepted = published.sent.len();
+    let expected = before + accepted * paths.len();
+    let bar = progress(options, deliveries_expected, "delivered");
+    let complete = receiver
+        .wait_unique(expected, within, |got| bar.set_position(got as u64))
+        .await;
+    bar.finish_and_clear();
+    let cpu = herald.cpu_seconds() - cpu_before;
+    let arrivals = receiver.arrivals();
+    let lat = latencies(&published, &arrivals, paths);
+    let last = arrivals.values().max().copied().unwrap_or(start);
+    let elapsed = last.saturating_duration_since(start).as_secs_f64();
+    report.add("events published", accepted as f64, "");
+    report.add("publish errors", published.failed as f64, "");
+    report.add(
+        "publish/s",
+        accepted as f64 / published.elapsed.as_secs_f64(),
+        "events/s",
+    );
+    report.add("deliveries received (unique)", lat.len() as f64, "");
+    report.add(
+        "deliveries lost",
+        (accepted * paths.len()).saturating_sub(lat.len()) as f64,
+        "",
+    );
+    report.add("deliveries/s", lat.len() as f64 / elapsed, "deliveries/s");
+    report.add("latency p50", percentile(&lat, 50.0), "ms");
+    report.add("latency p99", percentile(&lat, 99.0), "ms");
+    report.add("latency max", percentile(&lat, 100.0), "ms");
+    report.add(
+        "Herald CPU per 1000 deliveries",
+        cpu / lat.len().max(1) as f64 * 1000.0,
+        "s",
+    );
+    report.add("Herald peak RSS", herald.peak_rss_mib(), "MiB");
+    if !complete {
+        bail!(
+            "{}: only {} of {} deliveries arrived",
+            report.scenario,
+            receiver.unique(),
+            expected
+        );
+    }
+    Ok(())
+}
+
+async fn ceiling(options: &Options) -> anyhow::Result<Report> {
+    let receiver = Receiver::start().await?;
+    let n = scaled(options, 100_000);
+    let bar = progress(options, n, "ceiling");
+    let elapsed = post_direct(n, options.concurrency, receiver.url("/ceiling"), &bar).await;
+    bar.finish_and_clear();
+    let mut report = Report::new("ceiling");
+    report.add("requests", receiver.anonymous() as f64, "");
+    report.add(
+        "requests/s",
+        receiver.anonymous() as f64 / elapsed.as_secs_f64(),
+        "requests/s",
+    );
+    Ok(report)
+}
+
+async fn throughput(options: &Options) -> anyhow::Result<Report> {
+    let receiver = Receiver::start().await?;
+    let herald = HeraldProcess::start(&[])?;
+    let apps = setup(&herald, &receiver.url(""), 1, 1).await?;
+    let paths = ["/e0".to_owned()];
+    let mut report = Report::new("throughput");
+    deliver(
+        options,
+        &mut report,
+        &herald,
+        &receiver,
+        apps.clone(),
+        &paths,
+        scaled(options, 50_000),
+        Duration::from_secs(600),
+    )
+    .await?;
+
+    // The same at half the rate just measured: latency when Herald is not saturated.
+    let rate = report.get("deliveries/s").unwrap_or(100.0) / 2.0;
+    let n = ((rate * 10.0) as usize).clamp(10, scaled(options, 50_000));
+    let bar = progress(options, n, "half rate");
+    let before = receiver.unique();
+    let published = publish(
+        n,
+        options.concurrency,
+        Some(rate),
+        targets(&herald, apps),
+        &bar,
+    )
+    .await;
+    bar.finish_and_clear();
+    receiver
+        .wait_unique(
+            before + published.sent.len(),
+            Duration::from_secs(120),
+            |_| {},
+        )
+        .await;
+    let lat = latencies(&published, &receiver.arrivals(), &paths);
+    report.add("half-rate publish rate", rate, "events/s");
+    report.add("half-rate latency p50", percentile(&lat, 50.0), "ms");
+    report.add("half-rate latency p99", percentile(&lat, 99.0), "ms");
+    report.add("half-rate latency max", percentile(&lat, 100.0), "ms");
+    Ok(report)
+}
+
+async fn fanout(options: &Options) -> anyhow::Result<Report> {
+    let receiver = Receiver::start().await?;
+    let herald = HeraldProcess::start(&[])?;
+    let apps = setup(&herald, &receiver.url(""), 1, 10).await?;
+    let paths: Vec<String> = (0..10).map(|k| format!("/e{k}")).collect();
+    let mut report = Report::new("fanout (10 endpoints)");
+    deliver(
+        options,
+        &mut report,
+        &herald,
+        &receiver,
+        apps,
+        &paths,
+        scaled(options, 10_000),
+        Duration::from_secs(600),
+    )
+    .await?;
+    Ok(report)
+}
+
+async fn tenants(options: &Options) -> anyhow::Result<Report> {
+    let receiver = Receiver::start().await?;
+    let herald = HeraldProcess::start(&[])?;
+    let n_apps = scaled(options, 1000);
+    let apps = setup(&herald, &receiver.url(""), n_apps, 1).await?;
+    let mut report = Report::new("tenants (1,000 applications)");
+    report.add("applications", n_apps as f64, "");
+    deliver(
+        options,
+        &mut report,
+        &herald,
+        &receiver,
+        apps,
+        &["/e0".to_owned()],
+        scaled(options, 20_000),
+        Duration::from_secs(600),
+    )
+    .await?;
+    Ok(report)
+}
+
+async fn slow(options: &Options) -> anyhow::Result<Report> {
+    let receiver = Receiver::start().await?;
+    receiver.behaviour.delay_ms.store(200, Ordering::Relaxed);
+    let in_flight = 512;
+    let herald = HeraldProcess::start(&[
+        "--max-in-flight",
+        &in_flight.to_string(),
+        "--max-in-flight-per-endpoint",
+        &in_flight.to_string(),
+    ])?;
+    let apps = setup(&herald, &receiver.url(""), 1, 1).await?;
+    let mut report = Report::new("slow (receiver answers after 200 ms)");
+    report.add("max in flight (configured)", in_flight as f64, "");
+    report.add(
+        "expected deliveries/s (in flight / 0.2 s)",
+        in_flight as f64 / 0.2,
+        "deliveries/s",
+    );
+    let rss_before = herald.rss_mib();
+    deliver(
+        options,
+        &mut report,
+        &herald,
+        &receiver,
+        apps,
+        &["/e0".to_owned()],
+        scaled(options, 20_000),
+        Duration::from_secs(600),
+    )
+    .await?;
+    report.add("RSS before", rss_before, "MiB");
+    report.add("RSS after", herald.rss_mib(), "MiB");
+    Ok(report)
+}
+
+async fn flaky(options: &Options) -> anyhow::Result<Report> {
+    let receiver = Receiver::start().await?;
+    receiver
+        .behaviour
+        .fail_permille
+        .store(300, Ordering::Relaxed);
+    let herald = HeraldProcess::start(&[
+        "--retry-schedule",
+        "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
+    ])?;
+    let apps = setup(&herald, &receiver.url(""), 1, 1).await?;
+    let mut report = Report::new("flaky (30 % of answers are 500)");
+    deliver(
+        options,
+        &mut report,
+        &herald,
+        &receiver,
+        apps,
+        &["/e0".to_owned()],
+        scaled(options, 10_000),
+        Duration::from_secs(600),
+    )
+    .await?;
+    let unique = receiver.unique() as f64;
+    report.add("requests received", receiver.requests() as f64, "");
+    report.add(
+        "retries (requests - unique)",
+        receiver.requests() as f64 - unique,
+        "",
+    );
+    Ok(report)
+}
+
+/// The receiver is down while `n` events are published (each first attempt fails and,
+/// with no retries configured, the delivery is marked failed). Then the receiver comes up
+/// and one `recover` call makes all `n` pending again: the drain rate is how fast they
+/// arrive.
+async fn backlog_run(
+    options: &Options,
+    n: usize,
+    report: &mut Report,
+    label: &'static str,
+) -> anyhow::Result<f64> {
+    let down = Receiver::free_port()?;
+    let base = format!("http://{down}");
+    let herald = HeraldProcess::start(&["--retry-schedule", "none"])?;
+    let apps = setup(&herald, &base, 1, 1).await?;
+    let app = apps[0].clone();
+    let client = reqwest::Client::new();
+    let endpoints: serde_json::Value = client
+        .get(herald.url(&format!("/api/v1/app/{app}/endpoint")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let endpoint = endpoints["data"][0]["id"]
+        .as_str()
+        .context("endpoint id")?
+        .to_owned();
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let bar = progress(options, n, label);
+    let published = publish(n, options.concurrency, None, targets(&herald, apps), &bar).await;
+    bar.finish_and_clear();
+    let stats_url = herald.url(&format!("/api/v1/app/{app}/endpoint/{endpoint}/stats"));
+    let accepted = published.sent.len() as u64;
+    let bar = progress(options, n, "first attempts");
+    loop {
+        let stats: serde_json::Value = client
+            .get(&stats_url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let failed = stats["fail"].as_u64().unwrap_or(0);
+        bar.set_position(failed);
+        if failed >= accepted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bar.finish_and_clear();
+    let rss_pending = herald.rss_mib();
+    let receiver = Receiver::start_on(down).await?;
+    let start = Instant::now();
+    client
+        .post(herald.url(&format!("/api/v1/app/{app}/endpoint/{endpoint}/recover")))
+        .bearer_auth(TOKEN)
+        .json(&json!({"since": since.to_rfc3339()}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let bar = progress(options, n, "drain");
+    let complete = receiver
+        .wait_unique(accepted as usize, Duration::from_secs(1800), |got| {
+            bar.set_position(got as u64)
+        })
+        .await;
+    bar.finish_and_clear();
+    let last = receiver.arrivals().values().max().copied().unwrap_or(start);
+    let rate = receiver.unique() as f64 / last.saturating_duration_since(start).as_secs_f64();
+    report.add(label, accepted as f64, "pending");
+    report.add(
+        match label {
+            "small backlog" => "small: drain rate",
+            _ => "large: drain rate",
+        },
+        rate,
+        "deliveries/s",
+    );
+    report.add(
+        match label {
+            "small backlog" => "small: RSS with all pending",
+            _ => "large: RSS with all pending",
+        },
+        rss_pending,
+        "MiB",
+    );
+    report.add(
+        match label {
+            "small backlog" => "small: peak RSS",
+            _ => "large: peak RSS",
+        },
+        herald.peak_rss_mib(),
+        "MiB",
+    );
+    if !complete {
+        bail!(
+            "backlog: only {} of {accepted} deliveries arrived",
+            receiver.unique()
+        );
+    }
+    Ok(rate)
+}
+
+async fn backlog(options: &Options) -> anyhow::Result<Report> {
+    let mut report = Report::new("backlog (receiver down, then recover)");
+    let small = backlog_run(
+        options,
+        scaled(options, 10_000),
+        &mut report,
+        "small backlog",
+    )
+    .await?;
+    let large_n = ((options.backlog_events as f64 * options.scale) as usize).max(20);
+    let large = backlog_run(options, large_n, &mut report, "large backlog").await?;
+    report.add(
+        "large drain rate / small drain rate",
+        large / small * 100.0,
+        "%",
+    );
+    Ok(report)
+}
