@@ -47,6 +47,9 @@ pub struct EmbeddedStore {
     /// kept only if no endpoint write happened meanwhile (see `app_endpoints`).
     endpoint_cache: Mutex<HashMap<AppId, Arc<Vec<Endpoint>>>>,
     endpoint_generation: AtomicU64,
+    /// Cache of `get_app` by the key asked for (id or uid), kept the same way.
+    app_cache: Mutex<HashMap<String, Application>>,
+    app_generation: AtomicU64,
 }
 
 /// Read connections, reused. A `std` mutex: it is held only to push or pop a connection.
@@ -105,6 +108,8 @@ impl EmbeddedStore {
             }),
             endpoint_cache: Mutex::new(HashMap::new()),
             endpoint_generation: AtomicU64::new(0),
+            app_cache: Mutex::new(HashMap::new()),
+            app_generation: AtomicU64::new(0),
         })
     }
 
@@ -117,6 +122,15 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || pool.with(f))
             .await
             .map_err(|_| writer::backend_msg("a store read panicked"))?
+    }
+
+    /// Forgets cached applications after an application write committed.
+    fn apps_changed(&self) {
+        self.app_generation.fetch_add(1, Ordering::SeqCst);
+        self.app_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Forgets cached endpoints after an endpoint write committed.
@@ -258,17 +272,29 @@ fn get_message_in(
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn create_app(&self, app: Application) -> Result<Application> {
-        self.writer
+        let app = self
+            .writer
             .write(move |conn| {
                 insert_app(conn, &app)?;
                 Ok(app)
             })
-            .await
+            .await?;
+        self.apps_changed();
+        Ok(app)
     }
 
     async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>> {
+        if let Some(hit) = self
+            .app_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id_or_uid)
+        {
+            return Ok(Some(hit.clone()));
+        }
+        let generation = self.app_generation.load(Ordering::SeqCst);
         let key = id_or_uid.to_owned();
-        self.read(move |conn| {
+        let found = self.read(move |conn| {
             let sql = format!(
                 "SELECT {} FROM applications WHERE id = ?1 OR uid = ?1 ORDER BY id = ?1 DESC LIMIT 1",
                 rows::APP_COLUMNS
@@ -277,7 +303,14 @@ impl Store for EmbeddedStore {
                 .query_row([key], rows::app)
                 .optional()
         })
-        .await
+        .await?;
+        if let Some(app) = &found {
+            let mut cache = self.app_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if self.app_generation.load(Ordering::SeqCst) == generation {
+                cache.insert(id_or_uid.to_owned(), app.clone());
+            }
+        }
+        Ok(found)
     }
 
     async fn list_apps(&self, page: &Page) -> Result<Vec<Application>> {
@@ -291,7 +324,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn update_app(&self, app: Application) -> Result<Application> {
-        self.writer
+        let app = self
+            .writer
             .write(move |conn| {
                 let changed = conn
                     .execute(
@@ -311,7 +345,9 @@ impl Store for EmbeddedStore {
                 }
                 Ok(app)
             })
-            .await
+            .await?;
+        self.apps_changed();
+        Ok(app)
     }
 
     async fn delete_app(&self, id: &AppId) -> Result<()> {
@@ -337,6 +373,7 @@ impl Store for EmbeddedStore {
                 Ok(())
             })
             .await?;
+        self.apps_changed();
         self.endpoints_changed();
         Ok(())
     }

@@ -47,10 +47,10 @@ CREATE TABLE IF NOT EXISTS messages (
     payload TEXT NOT NULL,
     channels TEXT,
     tags TEXT,
-    created_at INTEGER NOT NULL,
-    UNIQUE (app_id, event_id)
+    created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     app_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -73,9 +73,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     UNIQUE (msg_id, endpoint_id)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 1;
-CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (leased) WHERE leased = 1;
 CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint_id, msg_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id TEXT PRIMARY KEY,
@@ -91,6 +90,6 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT,
     trigger INTEGER NOT NULL,
     created_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attempts_msg ON attempts (msg_id, id);
 CREATE INDEX IF NOT EXISTS attempts_endpoint ON attempts (endpoint_id, id);

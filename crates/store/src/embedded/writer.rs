@@ -57,16 +57,24 @@ impl Writer {
     }
 }
 
+/// Runs a statement without parameters through the statement cache (no parse per call).
+fn exec(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map(drop)
+        .map_err(backend)
+}
+
 fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-    conn.execute_batch("SAVEPOINT w").map_err(backend)?;
+    exec(conn, "SAVEPOINT w")?;
     match f(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE w").map_err(backend)?;
+            exec(conn, "RELEASE w")?;
             Ok(value)
         }
         Err(err) => {
-            conn.execute_batch("ROLLBACK TO w; RELEASE w")
-                .map_err(backend)?;
+            exec(conn, "ROLLBACK TO w")?;
+            exec(conn, "RELEASE w")?;
             Err(err)
         }
     }
@@ -82,15 +90,15 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(err) = exec(&conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs answers each caller with an error; nothing was written.
             tracing::error!(error = %err, "store could not begin a transaction");
             continue;
         }
         let replies: Vec<Reply> = group.into_iter().map(|job| job(&conn)).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        let committed = exec(&conn, "COMMIT");
         if let Err(err) = &committed {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
             tracing::error!(error = %err, "store commit failed; the group's writes were rolled back");
         }
         for reply in replies {
