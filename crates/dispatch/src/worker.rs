@@ -306,13 +306,15 @@ impl Shared {
             Err(err) => {
                 // The delivery stays leased and is retried after its lease.
                 tracing::error!(error = %err, delivery_id = %job.delivery_id, "loading the endpoint failed");
-                self.complete(&job);
+                self.free_slot(&job);
+                self.forget(&job);
                 return;
             }
         };
         let Some(endpoint) = endpoints.iter().find(|e| e.id == job.endpoint_id) else {
             // The endpoint was deleted, and its deliveries with it.
-            self.complete(&job);
+            self.free_slot(&job);
+            self.forget(&job);
             return;
         };
         let outcome = if endpoint.disabled {
@@ -320,6 +322,9 @@ impl Shared {
         } else {
             attempt(&self.transport, endpoint, &job.message, self.clock.now()).await
         };
+        // The endpoint's slot limits concurrent requests to the receiver, so it is free
+        // once the exchange is over; the delivery stays held until it is recorded.
+        self.free_slot(&job);
         let now = self.clock.now();
         let step = next_step(
             &self.config.retry,
@@ -331,16 +336,15 @@ impl Shared {
         if let Err(err) = record(&*self.store, &job, &endpoint.url, &outcome, &step, now).await {
             tracing::error!(error = %err, delivery_id = %job.delivery_id, "recording an attempt failed; it will be retried after its lease");
         }
-        self.complete(&job);
+        self.forget(&job);
     }
 
-    fn complete(self: &Arc<Self>, job: &Job) {
+    /// Frees the job's concurrency slots and starts what they allow.
+    fn free_slot(self: &Arc<Self>, job: &Job) {
         let per_endpoint = self.config.max_in_flight_per_endpoint;
-        let wake_poller;
         {
             let mut q = self.lock();
             q.in_flight -= 1;
-            q.held.remove(&job.delivery_id);
             let mut ready = false;
             let mut remove = false;
             if let Some(queue) = q.by_endpoint.get_mut(&job.endpoint_id) {
@@ -357,12 +361,20 @@ impl Shared {
             if remove {
                 q.by_endpoint.remove(&job.endpoint_id);
             }
-            wake_poller = q.overflowed && q.held.len() < self.config.max_queued / 2;
         }
+        self.pump();
+    }
+
+    /// Stops holding a delivery whose attempt is recorded (or abandoned to its lease).
+    fn forget(&self, job: &Job) {
+        let wake_poller = {
+            let mut q = self.lock();
+            q.held.remove(&job.delivery_id);
+            q.overflowed && q.held.len() < self.config.max_queued / 2
+        };
         if wake_poller {
             self.wake.notify_one();
         }
-        self.pump();
     }
 
     async fn drain(&self) {
