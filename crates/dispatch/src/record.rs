@@ -61,17 +61,19 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// Per-delivery events are TRACE: at a million events a receiver outage would otherwise
+/// flood the log. Operators see failures through the API (attempts, stats).
 fn log_outcome(job: &Job, outcome: &Outcome, step: &NextStep) {
     let (msg, ep) = (job.message.id.as_str(), job.endpoint_id.as_str());
     let error = outcome.error.map(|e| e.as_str()).unwrap_or("");
     let status = outcome.status_code.unwrap_or(0);
     match step {
         NextStep::Delivered => tracing::trace!(msg_id = msg, endpoint_id = ep, status, "delivered"),
-        NextStep::RetryAt(at) => tracing::debug!(
+        NextStep::RetryAt(at) => tracing::trace!(
             msg_id = msg, endpoint_id = ep, status, error, retry_at = %at,
             "attempt failed, retry scheduled"
         ),
-        NextStep::Failed => tracing::warn!(
+        NextStep::Failed => tracing::trace!(
             msg_id = msg,
             endpoint_id = ep,
             status,
