@@ -146,17 +146,30 @@ fn latencies(
     out
 }
 
+/// What a scenario publishes: `events` spread over `apps`, each delivered on `paths`.
+struct Workload<'a> {
+    apps: Vec<String>,
+    paths: &'a [String],
+    events: usize,
+}
+
+/// How long a scenario may take to deliver everything.
+const WITHIN: Duration = Duration::from_secs(600);
+
 /// Publishes, waits for every delivery, and adds the common figures to `report`.
 async fn deliver(
     options: &Options,
     report: &mut Report,
     herald: &HeraldProcess,
     receiver: &Receiver,
-    apps: Vec<String>,
-    paths: &[String],
-    n: usize,
-    within: Duration,
+    workload: Workload<'_>,
 ) -> anyhow::Result<()> {
+    let Workload {
+        apps,
+        paths,
+        events: n,
+    } = workload;
+    let within = WITHIN;
     let deliveries_expected = n * paths.len();
     let cpu_before = herald.cpu_seconds();
     let before = receiver.unique();
@@ -237,10 +250,11 @@ async fn throughput(options: &Options) -> anyhow::Result<Report> {
         &mut report,
         &herald,
         &receiver,
-        apps.clone(),
-        &paths,
-        scaled(options, 50_000),
-        Duration::from_secs(600),
+        Workload {
+            apps: apps.clone(),
+            paths: &paths,
+            events: scaled(options, 50_000),
+        },
     )
     .await?;
 
@@ -284,10 +298,11 @@ async fn fanout(options: &Options) -> anyhow::Result<Report> {
         &mut report,
         &herald,
         &receiver,
-        apps,
-        &paths,
-        scaled(options, 10_000),
-        Duration::from_secs(600),
+        Workload {
+            apps,
+            paths: &paths,
+            events: scaled(options, 10_000),
+        },
     )
     .await?;
     Ok(report)
@@ -305,10 +320,11 @@ async fn tenants(options: &Options) -> anyhow::Result<Report> {
         &mut report,
         &herald,
         &receiver,
-        apps,
-        &["/e0".to_owned()],
-        scaled(options, 20_000),
-        Duration::from_secs(600),
+        Workload {
+            apps,
+            paths: &["/e0".to_owned()],
+            events: scaled(options, 20_000),
+        },
     )
     .await?;
     Ok(report)
@@ -338,10 +354,11 @@ async fn slow(options: &Options) -> anyhow::Result<Report> {
         &mut report,
         &herald,
         &receiver,
-        apps,
-        &["/e0".to_owned()],
-        scaled(options, 20_000),
-        Duration::from_secs(600),
+        Workload {
+            apps,
+            paths: &["/e0".to_owned()],
+            events: scaled(options, 20_000),
+        },
     )
     .await?;
     report.add("RSS before", rss_before, "MiB");
@@ -366,10 +383,11 @@ async fn flaky(options: &Options) -> anyhow::Result<Report> {
         &mut report,
         &herald,
         &receiver,
-        apps,
-        &["/e0".to_owned()],
-        scaled(options, 10_000),
-        Duration::from_secs(600),
+        Workload {
+            apps,
+            paths: &["/e0".to_owned()],
+            events: scaled(options, 10_000),
+        },
     )
     .await?;
     let unique = receiver.unique() as f64;

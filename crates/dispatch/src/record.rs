@@ -1,8 +1,8 @@
-//! Record: write the attempt and the delivery's new state, and say what happened in the log.
+//! Record: the attempt row and the delivery's new state, and what happened in the log.
 
 use chrono::{DateTime, Utc};
 use model::{Attempt, AttemptId, Outcome, Status};
-use store::{DeliveryUpdate, Store};
+use store::{AttemptRecord, DeliveryUpdate};
 
 use crate::schedule::NextStep;
 use crate::worker::Job;
@@ -10,15 +10,15 @@ use crate::worker::Job;
 /// Response bodies are kept up to this many bytes in attempt records.
 pub(crate) const MAX_RECORDED_RESPONSE: usize = 20 * 1024;
 
-/// Writes the attempt and the delivery's next state in one transaction.
-pub(crate) async fn record(
-    store: &dyn Store,
+/// The attempt row and the delivery's next state for a finished attempt. The worker's
+/// recorder writes these in batches (`Store::record_attempts`).
+pub(crate) fn attempt_record(
     job: &Job,
     url: &str,
     outcome: &Outcome,
     step: &NextStep,
     now: DateTime<Utc>,
-) -> store::Result<()> {
+) -> AttemptRecord {
     let attempts = job.attempts + 1;
     let update = match step {
         NextStep::Delivered => DeliveryUpdate {
@@ -56,9 +56,8 @@ pub(crate) async fn record(
         trigger: job.trigger,
         created_at: now,
     };
-    store.record_attempt(attempt, update).await?;
     log_outcome(job, outcome, step);
-    Ok(())
+    AttemptRecord { attempt, update }
 }
 
 /// Per-delivery events are TRACE: at a million events a receiver outage would otherwise

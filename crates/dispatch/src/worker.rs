@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::{Clock, DeliveryId, EndpointId, Message, Trigger};
-use store::{DueDelivery, Store};
-use tokio::sync::Notify;
+use store::{AttemptRecord, DueDelivery, Store};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use transport::HttpTransport;
 
 use crate::attempt::{attempt, refused};
-use crate::record::record;
+use crate::record::attempt_record;
 use crate::schedule::{RetryPolicy, next_step};
 
 /// Settings of the worker; the caller decides every value.
@@ -72,7 +72,14 @@ pub(crate) struct Shared {
     /// Attempt tasks, so shutdown can wait for them.
     tasks: TaskTracker,
     stopping: CancellationToken,
+    /// Finished attempts on their way to the recorder, which writes them in batches.
+    records: mpsc::UnboundedSender<(DeliveryId, AttemptRecord)>,
+    /// The recorder's end, taken by `run`. A `std` mutex: taken once.
+    records_rx: Mutex<Option<mpsc::UnboundedReceiver<(DeliveryId, AttemptRecord)>>>,
 }
+
+/// Attempts written in one store call at most.
+const MAX_RECORD_BATCH: usize = 1024;
 
 #[derive(Default)]
 struct Queues {
@@ -102,8 +109,11 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         config: DispatcherConfig,
     ) -> Self {
+        let (records, records_rx) = mpsc::unbounded_channel();
         Self {
             shared: Arc::new(Shared {
+                records,
+                records_rx: Mutex::new(Some(records_rx)),
                 store,
                 clock,
                 config,
@@ -133,7 +143,30 @@ impl Dispatcher {
     /// Polls the store for due deliveries until `shutdown`, then drains: no new attempts
     /// start, attempts in flight get `drain_timeout` to finish, and queued deliveries are
     /// released back to the store.
+    ///
+    /// # Panics
+    /// If called twice: one worker runs per dispatcher (a bug otherwise).
     pub async fn run(&self, shutdown: CancellationToken) {
+        let records = self
+            .shared
+            .records_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("Dispatcher::run is called once");
+        let recorder_done = CancellationToken::new();
+        let recorder = self
+            .shared
+            .clone()
+            .record_loop(records, recorder_done.clone());
+        let poller = async {
+            self.poll_loop(shutdown).await;
+            recorder_done.cancel();
+        };
+        tokio::join!(poller, recorder);
+    }
+
+    async fn poll_loop(&self, shutdown: CancellationToken) {
         let shared = &self.shared;
         let mut next_prune = tokio::time::Instant::now();
         loop {
@@ -169,6 +202,52 @@ const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 const IDEMPOTENCY_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Shared {
+    /// Writes finished attempts in batches until `finish`, then flushes what is left.
+    async fn record_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<(DeliveryId, AttemptRecord)>,
+        finish: CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                record = rx.recv() => record,
+                () = finish.cancelled() => None,
+            };
+            let mut batch = Vec::with_capacity(64);
+            if let Some(first) = first {
+                batch.push(first);
+            }
+            while batch.len() < MAX_RECORD_BATCH {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            self.write_records(batch).await;
+        }
+    }
+
+    async fn write_records(&self, batch: Vec<(DeliveryId, AttemptRecord)>) {
+        let (ids, records): (Vec<DeliveryId>, Vec<AttemptRecord>) = batch.into_iter().unzip();
+        if let Err(err) = self.store.record_attempts(records).await {
+            tracing::error!(error = %err, attempts = ids.len(), "recording attempts failed; their deliveries will be retried after their leases");
+        }
+        let wake_poller = {
+            let mut q = self.lock();
+            for id in &ids {
+                q.held.remove(id);
+            }
+            q.overflowed && q.held.len() < self.config.max_queued / 2
+        };
+        if wake_poller {
+            self.wake.notify_one();
+        }
+    }
+
     async fn prune_idempotency_keys(&self) {
         match self
             .store
@@ -333,10 +412,16 @@ impl Shared {
             now,
             rand::random(),
         );
-        if let Err(err) = record(&*self.store, &job, &endpoint.url, &outcome, &step, now).await {
-            tracing::error!(error = %err, delivery_id = %job.delivery_id, "recording an attempt failed; it will be retried after its lease");
+        let record = attempt_record(&job, &endpoint.url, &outcome, &step, now);
+        if self
+            .records
+            .send((job.delivery_id.clone(), record))
+            .is_err()
+        {
+            // The recorder has stopped (shutdown): the delivery stays leased and is
+            // attempted again after its lease or the next start.
+            self.forget(&job);
         }
-        self.forget(&job);
     }
 
     /// Frees the job's concurrency slots and starts what they allow.

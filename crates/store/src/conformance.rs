@@ -12,8 +12,8 @@ use model::{
 };
 
 use crate::{
-    AttemptFilter, DeliveryFilter, DeliveryUpdate, Inserted, MessageFilter, NewDelivery,
-    NewMessage, Order, Page, Store, StoreError,
+    AttemptFilter, AttemptRecord, DeliveryFilter, DeliveryUpdate, Inserted, MessageFilter,
+    NewDelivery, NewMessage, Order, Page, Store, StoreError,
 };
 
 /// Runs every check against `store`, which must be empty. Panics on the first failure.
@@ -388,14 +388,14 @@ async fn messages_and_deliveries(store: &dyn Store) {
 
     // A failed attempt with a retry, then a success.
     store
-        .record_attempt(
-            attempt_for(&due[0], Status::Fail, t(41)),
-            DeliveryUpdate {
+        .record_attempts(vec![AttemptRecord {
+            attempt: attempt_for(&due[0], Status::Fail, t(41)),
+            update: DeliveryUpdate {
                 status: Status::Pending,
                 attempts: 1,
                 next_attempt_at: Some(t(46)),
             },
-        )
+        }])
         .await
         .unwrap();
     assert!(store.lease_due(t(45), t(200), 10).await.unwrap().is_empty());
@@ -403,14 +403,14 @@ async fn messages_and_deliveries(store: &dyn Store) {
     assert_eq!(retry.len(), 1);
     assert_eq!(retry[0].delivery.attempts, 1);
     store
-        .record_attempt(
-            attempt_for(&retry[0], Status::Success, t(47)),
-            DeliveryUpdate {
+        .record_attempts(vec![AttemptRecord {
+            attempt: attempt_for(&retry[0], Status::Success, t(47)),
+            update: DeliveryUpdate {
                 status: Status::Success,
                 attempts: 2,
                 next_attempt_at: None,
             },
-        )
+        }])
         .await
         .unwrap();
     let attempts = store
@@ -461,14 +461,14 @@ async fn messages_and_deliveries(store: &dyn Store) {
     let back = store.lease_due(t(49), t(300), 10).await.unwrap();
     assert_eq!(back.len(), 1);
     store
-        .record_attempt(
-            attempt_for(&back[0], Status::Fail, t(50)),
-            DeliveryUpdate {
+        .record_attempts(vec![AttemptRecord {
+            attempt: attempt_for(&back[0], Status::Fail, t(50)),
+            update: DeliveryUpdate {
                 status: Status::Fail,
                 attempts: 8,
                 next_attempt_at: None,
             },
-        )
+        }])
         .await
         .unwrap();
 

@@ -24,8 +24,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use self::rows::{json, ms};
 use self::writer::{Writer, backend};
 use crate::{
-    AttemptFilter, DeliveryFilter, DeliveryUpdate, DueDelivery, Inserted, MessageFilter,
-    NewMessage, Order, Page, Result, StatusCounts, Store, StoreError,
+    AttemptFilter, AttemptRecord, DeliveryFilter, DueDelivery, Inserted, MessageFilter, NewMessage,
+    Order, Page, Result, StatusCounts, Store, StoreError,
 };
 
 /// Settings of the embedded store.
@@ -764,16 +764,22 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn record_attempt(&self, attempt: Attempt, update: DeliveryUpdate) -> Result<()> {
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> Result<()> {
         self.writer
             .write(move |conn| {
-                let sql = format!(
+                let insert_sql = format!(
                     "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     rows::ATTEMPT_COLUMNS
                 );
-                conn.prepare_cached(&sql)
-                    .and_then(|mut s| {
-                        s.execute(params![
+                let mut insert = conn.prepare_cached(&insert_sql).map_err(backend)?;
+                let mut update = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, leased = 0, trigger = 0, updated_at = ?5 WHERE id = ?1",
+                    )
+                    .map_err(backend)?;
+                for AttemptRecord { attempt, update: next } in &records {
+                    insert
+                        .execute(params![
                             attempt.id.as_str(),
                             attempt.delivery_id.as_str(),
                             attempt.msg_id.as_str(),
@@ -788,21 +794,17 @@ impl Store for EmbeddedStore {
                             attempt.trigger.code(),
                             ms(attempt.created_at)
                         ])
-                    })
-                    .map_err(backend)?;
-                conn.prepare_cached(
-                    "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, leased = 0, trigger = 0, updated_at = ?5 WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        attempt.delivery_id.as_str(),
-                        update.status.code(),
-                        update.attempts,
-                        update.next_attempt_at.map(ms),
-                        ms(attempt.created_at)
-                    ])
-                })
-                .map_err(backend)?;
+                        .map_err(backend)?;
+                    update
+                        .execute(params![
+                            attempt.delivery_id.as_str(),
+                            next.status.code(),
+                            next.attempts,
+                            next.next_attempt_at.map(ms),
+                            ms(attempt.created_at)
+                        ])
+                        .map_err(backend)?;
+                }
                 Ok(())
             })
             .await

@@ -92,6 +92,13 @@ pub struct DeliveryUpdate {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// One finished attempt and the state its delivery moves to.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: Attempt,
+    pub update: DeliveryUpdate,
+}
+
 /// Filters for message listings.
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
@@ -186,8 +193,8 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, ids: &[DeliveryId], now: DateTime<Utc>) -> Result<()>;
     /// Gives back every lease. Only a single-node store may call this, at start-up.
     async fn release_all_leases(&self, now: DateTime<Utc>) -> Result<u64>;
-    /// Records an attempt and moves its delivery to `update`, atomically.
-    async fn record_attempt(&self, attempt: Attempt, update: DeliveryUpdate) -> Result<()>;
+    /// Records attempts and moves each delivery to its update, all in one transaction.
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> Result<()>;
     /// Makes the delivery of `msg` to `endpoint` pending again for a manual attempt now,
     /// creating it if the message never went to that endpoint. Returns it.
     async fn resend(
