@@ -164,6 +164,22 @@ impl Select {
         self
     }
 
+    /// `column` strictly between `after` and `before`, where given.
+    fn created(
+        &mut self,
+        column: &str,
+        before: Option<DateTime<Utc>>,
+        after: Option<DateTime<Utc>>,
+    ) -> &mut Self {
+        if let Some(before) = before {
+            self.when(&format!("{column} < ?"), ms(before));
+        }
+        if let Some(after) = after {
+            self.when(&format!("{column} > ?"), ms(after));
+        }
+        self
+    }
+
     /// Finishes the query with the page's cursor, order and `limit + 1`.
     fn finish(mut self, head: &str, key: &str, page: &Page) -> (String, Vec<Value>) {
         let (cmp, dir) = match page.order {
@@ -900,12 +916,7 @@ impl Store for EmbeddedStore {
         if let Some(status) = filter.status {
             select.when("status = ?", status.code());
         }
-        if let Some(before) = filter.before {
-            select.when("created_at < ?", ms(before));
-        }
-        if let Some(after) = filter.after {
-            select.when("created_at > ?", ms(after));
-        }
+        select.created("created_at", filter.before, filter.after);
         let (sql, params) = select.finish(
             &format!("SELECT {} FROM attempts", rows::ATTEMPT_COLUMNS),
             "id",
@@ -971,12 +982,7 @@ impl Store for EmbeddedStore {
         if let Some(status) = filter.status {
             select.when("d.status = ?", status.code());
         }
-        if let Some(before) = filter.before {
-            select.when("d.created_at < ?", ms(before));
-        }
-        if let Some(after) = filter.after {
-            select.when("d.created_at > ?", ms(after));
-        }
+        select.created("d.created_at", filter.before, filter.after);
         let (sql, params) = select.finish(
             &format!(
                 "SELECT {}, {} FROM deliveries d JOIN messages m ON m.id = d.msg_id",
@@ -1050,12 +1056,7 @@ fn message_conditions(select: &mut Select, filter: &MessageFilter) {
             tag.clone(),
         );
     }
-    if let Some(before) = filter.before {
-        select.when("m.created_at < ?", ms(before));
-    }
-    if let Some(after) = filter.after {
-        select.when("m.created_at > ?", ms(after));
-    }
+    select.created("m.created_at", filter.before, filter.after);
 }
 
 #[cfg(test)]
