@@ -276,13 +276,21 @@ fn get_message_in(
     app: &str,
     id_or_event_id: &str,
 ) -> rusqlite::Result<Option<Message>> {
-    let sql = format!(
-        "SELECT {} FROM messages m WHERE m.app_id = ?1 AND (m.id = ?2 OR m.event_id = ?2) ORDER BY m.id = ?2 DESC LIMIT 1",
-        rows::MESSAGE_COLUMNS
-    );
-    conn.prepare_cached(&sql)?
-        .query_row(params![app, id_or_event_id], rows::message)
-        .optional()
+    // By id first, then by eventId: each lookup uses its own index.
+    for column in ["id", "event_id"] {
+        let sql = format!(
+            "SELECT {} FROM messages m WHERE m.app_id = ?1 AND m.{column} = ?2",
+            rows::MESSAGE_COLUMNS
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(params![app, id_or_event_id], rows::message)
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 #[async_trait]
@@ -718,7 +726,7 @@ impl Store for EmbeddedStore {
         self.writer
             .write(move |conn| {
                 let sql = format!(
-                    "SELECT {}, {} FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.status = 1 AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at LIMIT ?2",
+                    "SELECT {}, {} FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.status = 1 AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at LIMIT ?2",
                     rows::DELIVERY_COLUMNS,
                     rows::MESSAGE_COLUMNS
                 );
@@ -939,7 +947,7 @@ impl Store for EmbeddedStore {
         ];
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {} FROM attempts WHERE app_id = ?1 AND msg_id = ?2 AND id = ?3",
+                "SELECT {} FROM attempts WHERE msg_id = ?2 AND id = ?3 AND app_id = ?1",
                 rows::ATTEMPT_COLUMNS
             );
             conn.prepare_cached(&sql)?
@@ -985,7 +993,7 @@ impl Store for EmbeddedStore {
         select.created("d.created_at", filter.before, filter.after);
         let (sql, params) = select.finish(
             &format!(
-                "SELECT {}, {} FROM deliveries d JOIN messages m ON m.id = d.msg_id",
+                "SELECT {}, {} FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id",
                 rows::DELIVERY_COLUMNS,
                 rows::MESSAGE_COLUMNS
             ),

@@ -39,8 +39,11 @@ CREATE TABLE IF NOT EXISTS endpoints (
     UNIQUE (app_id, uid)
 );
 CREATE INDEX IF NOT EXISTS endpoints_app ON endpoints (app_id, id);
+-- Messages and attempts are rowid tables looked up through (app_id, id) and
+-- (msg_id, id) / (endpoint_id, id): ids are unique, and an index on the id alone would be
+-- one more B-tree to update on every publish and attempt.
 CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     app_id TEXT NOT NULL,
     event_id TEXT,
     event_type TEXT NOT NULL,
@@ -49,7 +52,7 @@ CREATE TABLE IF NOT EXISTS messages (
     tags TEXT,
     created_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     app_id TEXT NOT NULL,
@@ -77,7 +80,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 1;
 CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint_id, msg_id);
 CREATE TABLE IF NOT EXISTS attempts (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     delivery_id TEXT NOT NULL,
     msg_id TEXT NOT NULL,
     app_id TEXT NOT NULL,
@@ -90,6 +93,6 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT,
     trigger INTEGER NOT NULL,
     created_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS attempts_msg ON attempts (msg_id, id);
+);
+CREATE UNIQUE INDEX IF NOT EXISTS attempts_msg ON attempts (msg_id, id);
 CREATE INDEX IF NOT EXISTS attempts_endpoint ON attempts (endpoint_id, id);
