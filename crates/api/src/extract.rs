@@ -53,8 +53,12 @@ where
     }
 }
 
-/// Deserializes JSON, naming the path of the first bad field in the error.
+/// Deserializes JSON. On failure, parses again tracking the path, to name the bad field
+/// in the error (the fast path pays nothing for that).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = result.map_err(|err| {

@@ -42,6 +42,8 @@ pub(crate) fn table(reports: &[Report]) -> String {
                 format!("{}", f.value as i64)
             } else if f.value.abs() >= 100.0 {
                 format!("{:.0}", f.value)
+            } else if f.value.abs() < 1.0 {
+                format!("{:.3}", f.value)
             } else {
                 format!("{:.2}", f.value)
             };

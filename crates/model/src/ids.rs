@@ -41,14 +41,18 @@ pub fn new_id(prefix: &str) -> String {
     out
 }
 
-/// Fixed-width base62 of a 160-bit big-endian number.
-fn base62(mut value: [u8; 20]) -> String {
+/// Fixed-width base62 of a 160-bit big-endian number, by long division on 32-bit limbs.
+fn base62(value: [u8; 20]) -> String {
+    let mut limbs = [0u32; 5];
+    for (limb, chunk) in limbs.iter_mut().zip(value.chunks_exact(4)) {
+        *limb = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
     let mut digits = [b'0'; BODY_LEN];
     for slot in digits.iter_mut().rev() {
-        let mut remainder: u32 = 0;
-        for byte in value.iter_mut() {
-            let acc = (remainder << 8) | u32::from(*byte);
-            *byte = (acc / 62) as u8;
+        let mut remainder: u64 = 0;
+        for limb in limbs.iter_mut() {
+            let acc = (remainder << 32) | u64::from(*limb);
+            *limb = (acc / 62) as u32;
             remainder = acc % 62;
         }
         *slot = ALPHABET[remainder as usize];

@@ -21,6 +21,23 @@ fn ids_sort_in_creation_order() {
 }
 
 #[test]
+fn base62_matches_a_reference_conversion() {
+    // 61 = "z", 62 = "10", 256 = 4 * 62 + 8 = "48".
+    assert_eq!(
+        base62([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 61]),
+        format!("{}z", "0".repeat(26))
+    );
+    assert_eq!(
+        base62([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 62]),
+        format!("{}10", "0".repeat(25))
+    );
+    assert_eq!(
+        base62([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+        format!("{}48", "0".repeat(25))
+    );
+}
+
+#[test]
 fn base62_of_zero_and_max() {
     assert_eq!(base62([0; 20]), "0".repeat(27));
     // 2^160 - 1 fits in 27 base62 digits.
