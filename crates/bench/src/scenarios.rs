@@ -26,6 +26,8 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Slow,
             Scenario::Flaky,
             Scenario::Backlog,
+            // Again at the end: the machine drifts, and ratios use the higher figure.
+            Scenario::Ceiling,
         ],
         one => vec![one],
     };
@@ -43,7 +45,8 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
         };
         reports.push(report);
     }
-    if let Some(limit) = reports.iter().find_map(|r| r.get("requests/s")) {
+    let ceilings = reports.iter().filter_map(|r| r.get("requests/s"));
+    if let Some(limit) = ceilings.reduce(f64::max) {
         for report in &mut reports {
             if let Some(rate) = report.get("deliveries/s") {
                 report.add("deliveries/s as % of ceiling", rate / limit * 100.0, "%");
