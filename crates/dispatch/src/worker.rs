@@ -126,18 +126,9 @@ impl Dispatcher {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
-    }
-
     /// Asks the poller to look for due deliveries now (after a resend or recover).
     pub fn wake(&self) {
         self.shared.wake.notify_one();
-    }
-
-    /// Deliveries held in memory right now (queued or in flight).
-    pub fn held(&self) -> usize {
-        self.shared.lock().held.len()
     }
 
     /// Polls the store for due deliveries until `shutdown`, then drains: no new attempts
