@@ -124,7 +124,17 @@ fn take_waiting(rx: &mpsc::Receiver<Job>, group: &mut Vec<Job>) {
     }
 }
 
+/// A backend error; a full disk is reported as `io::ErrorKind::StorageFull` so callers can
+/// say so without knowing SQLite.
 pub(crate) fn backend(err: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(e, _) = &err
+        && e.code == rusqlite::ErrorCode::DiskFull
+    {
+        return StoreError::Backend(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            err,
+        )));
+    }
     StoreError::Backend(Arc::new(err))
 }
 
