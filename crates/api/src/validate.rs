@@ -181,3 +181,12 @@ pub(crate) fn metadata(problems: &mut Problems, loc: &[&str], metadata: &BTreeMa
         ));
     }
 }
+
+/// A subscription filter (see the `filter` crate); the error's location extends `loc`.
+pub(crate) fn filter(problems: &mut Problems, loc: &[&str], value: &serde_json::Value) {
+    if let Err(err) = filter::Filter::compile(value) {
+        let mut at: Vec<&str> = loc.to_vec();
+        at.extend(err.location.iter().map(String::as_str));
+        problems.push(ValidationErrorItem::new(&at, err.message));
+    }
+}

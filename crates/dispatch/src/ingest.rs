@@ -6,7 +6,7 @@ use std::sync::Arc;
 use model::{AppId, DeliveryId, Message, MessageId, Trigger};
 use store::{Inserted, NewDelivery, NewMessage};
 
-use crate::fanout::fanout;
+use crate::fanout::{Compiled, event_document, fanout};
 use crate::worker::{Dispatcher, Job};
 
 /// A message to publish, validated by the caller.
@@ -32,6 +32,17 @@ pub struct Ingested {
     pub deliveries: usize,
 }
 
+/// The filter document of a message. Its payload was validated as a JSON object at the API.
+fn document_of(message: &Message) -> serde_json::Value {
+    let payload = serde_json::from_str(&message.payload).unwrap_or(serde_json::Value::Null);
+    event_document(
+        &message.event_type,
+        message.channels.as_deref(),
+        message.tags.as_deref(),
+        payload,
+    )
+}
+
 impl Dispatcher {
     /// Stores the message with its deliveries, durably, then queues them for attempts.
     pub async fn ingest(&self, publish: Publish) -> store::Result<Ingested> {
@@ -48,7 +59,15 @@ impl Dispatcher {
             created_at: now,
         };
         let endpoints = shared.store.app_endpoints(&message.app_id).await?;
-        let targets = fanout(&endpoints, &message);
+        // The event document is built only if an endpoint has a filter to show it to.
+        let mut document: Option<serde_json::Value> = None;
+        let targets = fanout(&endpoints, &message, |ep| match shared.filters.get(ep) {
+            Compiled::None => true,
+            Compiled::Invalid => false,
+            Compiled::Filter(filter) => {
+                filter.matches(document.get_or_insert_with(|| document_of(&message)))
+            }
+        });
         let n = targets.len();
         // Deliveries that fit in memory are created leased to this process and queued
         // right after the commit; the others stay due in the store for the poller.

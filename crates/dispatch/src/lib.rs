@@ -12,7 +12,7 @@ mod record;
 mod schedule;
 mod worker;
 
-pub use fanout::fanout;
+pub use fanout::{event_document, fanout};
 pub use ingest::{Ingested, Publish};
 pub use schedule::{NextStep, RetryPolicy, next_step};
 pub use worker::{Dispatcher, DispatcherConfig};

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use transport::HttpTransport;
 
 use crate::attempt::{attempt, refused};
+use crate::fanout::CompiledFilters;
 use crate::record::attempt_record;
 use crate::schedule::{RetryPolicy, next_step};
 
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     /// Queue state. A `std` mutex: every critical section is a few map operations and
     /// none awaits; it is taken on every enqueue and completion (the hot path).
     queues: Mutex<Queues>,
+    /// Endpoint filters, compiled once per endpoint version.
+    pub(crate) filters: CompiledFilters,
     /// Wakes the poller early (resend, recover, freed capacity).
     wake: Notify,
     /// Attempt tasks, so shutdown can wait for them.
@@ -119,6 +122,7 @@ impl Dispatcher {
                 config,
                 transport,
                 queues: Mutex::new(Queues::default()),
+                filters: CompiledFilters::default(),
                 wake: Notify::new(),
                 tasks: TaskTracker::new(),
                 stopping: CancellationToken::new(),

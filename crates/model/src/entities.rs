@@ -83,6 +83,8 @@ pub struct Endpoint {
     pub metadata: BTreeMap<String, String>,
     /// Constant headers sent with every request.
     pub headers: BTreeMap<String, String>,
+    /// A condition on the event (see the `filter` crate); only matching events are delivered.
+    pub filter: Option<serde_json::Value>,
     pub secret: Secret,
     pub retired_secrets: Vec<RetiredSecret>,
     pub created_at: DateTime<Utc>,

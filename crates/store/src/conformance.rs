@@ -62,6 +62,7 @@ fn endpoint(app: &AppId, url: &str) -> Endpoint {
         channels: None,
         metadata: BTreeMap::new(),
         headers: BTreeMap::new(),
+        filter: None,
         secret: Secret::from_string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
         retired_secrets: Vec::new(),
         created_at: t(0),
@@ -195,6 +196,7 @@ async fn endpoints(store: &dyn Store) {
     e.uid = Some("main".into());
     e.filter_types = Some(vec!["order.created".into()]);
     e.headers = BTreeMap::from([("x-team".into(), "blue".into())]);
+    e.filter = Some(serde_json::json!({"payload.status": {"$in": ["final", "closed"]}}));
     let e = store.create_endpoint(e).await.unwrap();
     assert_eq!(
         store.get_endpoint(&a.id, "main").await.unwrap(),

@@ -40,6 +40,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(recover_failed_webhooks))
         .routes(routes!(get_endpoint_stats))
+        .routes(routes!(test_endpoint_filter))
 }
 
 /// Most secrets kept in their grace period at once.
@@ -74,6 +75,11 @@ struct EndpointIn {
     /// Constant headers sent with every delivery.
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
+    /// Herald extension: deliver only events for which this condition holds
+    /// (see docs/subscriptions.md).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
 }
 
 /// The fields shared by create and update, checked the same way.
@@ -129,6 +135,9 @@ impl Validate for EndpointIn {
                 headers.iter().map(|(k, v)| (k, Some(v))),
             );
         }
+        if let Some(filter) = &self.filter {
+            validate::filter(&mut problems, &["body", "filter"], filter);
+        }
         problems
     }
 }
@@ -154,6 +163,9 @@ struct EndpointUpdate {
     channels: Option<Vec<String>>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
 }
 
 impl Validate for EndpointUpdate {
@@ -168,6 +180,9 @@ impl Validate for EndpointUpdate {
             self.channels.as_ref(),
             self.metadata.as_ref(),
         );
+        if let Some(filter) = &self.filter {
+            validate::filter(&mut problems, &["body", "filter"], filter);
+        }
         problems
     }
 }
@@ -197,6 +212,10 @@ struct EndpointPatch {
     channels: Patch<Vec<String>>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
+    /// `null` removes the filter.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    filter: Patch<serde_json::Value>,
 }
 
 impl Validate for EndpointPatch {
@@ -229,6 +248,9 @@ impl Validate for EndpointPatch {
         if let Some(metadata) = &self.metadata {
             validate::metadata(&mut problems, &["body", "metadata"], metadata);
         }
+        if let Some(filter) = self.filter.value() {
+            validate::filter(&mut problems, &["body", "filter"], filter);
+        }
         problems
     }
 }
@@ -246,6 +268,8 @@ pub(crate) struct EndpointOut {
     event_types: Option<Vec<String>>,
     channels: Option<Vec<String>>,
     metadata: BTreeMap<String, String>,
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
     #[serde(serialize_with = "crate::time::serialize")]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::serialize")]
@@ -265,6 +289,7 @@ impl From<Endpoint> for EndpointOut {
             event_types: ep.filter_types,
             channels: ep.channels,
             metadata: ep.metadata,
+            filter: ep.filter,
             created_at: ep.created_at,
             updated_at: ep.updated_at,
         }
@@ -470,6 +495,7 @@ async fn create_endpoint(
         headers: body.headers.unwrap_or_default(),
         secret: Secret::from_string(body.secret.unwrap_or_else(signing::generate_secret)),
         retired_secrets: Vec::new(),
+        filter: body.filter,
         created_at: now,
         updated_at: now,
     };
@@ -517,6 +543,7 @@ async fn update_endpoint(
         headers: BTreeMap::new(),
         secret: Secret::from_string(signing::generate_secret()),
         retired_secrets: Vec::new(),
+        filter: None,
         created_at: now,
         updated_at: now,
     });
@@ -532,6 +559,7 @@ async fn update_endpoint(
     endpoint.filter_types = body.event_types;
     endpoint.channels = body.channels;
     endpoint.metadata = body.metadata.unwrap_or_default();
+    endpoint.filter = body.filter;
     endpoint.updated_at = now;
     if created {
         Ok((
@@ -579,6 +607,7 @@ async fn patch_endpoint(
     if let Some(metadata) = patch.metadata {
         endpoint.metadata = metadata;
     }
+    patch.filter.apply_opt(&mut endpoint.filter);
     endpoint.updated_at = state.clock.now();
     Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
 }
@@ -759,4 +788,66 @@ async fn get_endpoint_stats(
         fail: counts.fail,
         canceled: 0,
     }))
+}
+
+/// A sample event to test a filter against.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct FilterTestIn {
+    event_type: String,
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    /// The filter to try; the endpoint's own when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
+}
+
+impl Validate for FilterTestIn {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        if let Some(filter) = &self.filter {
+            validate::filter(&mut problems, &["body", "filter"], filter);
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct FilterTestOut {
+    /// Whether the event would be delivered to this endpoint under the filter.
+    matches: bool,
+    /// The document the filter saw.
+    #[schema(value_type = Object)]
+    event: serde_json::Value,
+}
+
+/// Herald extension: evaluate a filter (the endpoint's, or one given) against a sample
+/// event. Nothing is stored or sent.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/filter/test", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = FilterTestIn,
+    responses((status = 200, body = FilterTestOut), (status = 422, body = crate::error::HttpValidationError)))]
+async fn test_endpoint_filter(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidJson(body): ValidJson<FilterTestIn>,
+) -> ApiResult<Json<FilterTestOut>> {
+    let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
+    let event = dispatch::event_document(
+        &body.event_type,
+        body.channels.as_deref(),
+        body.tags.as_deref(),
+        body.payload,
+    );
+    let matches = match body.filter.as_ref().or(endpoint.filter.as_ref()) {
+        None => true,
+        Some(raw) => filter::Filter::compile(raw)
+            .map_err(|e| ApiError::invalid(&["endpoint", "filter"], e.to_string()))?
+            .matches(&event),
+    };
+    Ok(Json(FilterTestOut { matches, event }))
 }

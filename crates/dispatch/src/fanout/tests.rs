@@ -21,6 +21,7 @@ fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool) -
         channels: list(channels),
         metadata: BTreeMap::new(),
         headers: BTreeMap::new(),
+        filter: None,
         secret: Secret::from_string(String::new()),
         retired_secrets: vec![],
         created_at: Utc::now(),
@@ -44,7 +45,7 @@ fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
 #[track_caller]
 fn check(endpoint: Endpoint, msg: Message, expect: bool) {
     let eps = [endpoint];
-    assert_eq!(fanout(&eps, &msg).len() == 1, expect);
+    assert_eq!(fanout(&eps, &msg, |_| true).len() == 1, expect);
 }
 
 #[test]
@@ -88,6 +89,12 @@ fn channels_must_intersect_when_the_endpoint_names_any() {
         message("a", None),
         false,
     );
+}
+
+#[test]
+fn the_filter_decides_last() {
+    let eps = [endpoint(None, None, false)];
+    assert!(fanout(&eps, &message("a", None), |_| false).is_empty());
 }
 
 #[test]

@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod crud;
 mod delivery;
+mod filters;
 mod support;

@@ -60,7 +60,7 @@ pub(crate) fn event_type(row: &Row<'_>) -> rusqlite::Result<EventType> {
     })
 }
 
-pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at";
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter";
 
 /// Retired secrets are stored as `[[secret, expires_ms], …]`.
 pub(crate) fn retired_json(retired: &[RetiredSecret]) -> String {
@@ -96,6 +96,7 @@ pub(crate) fn endpoint(row: &Row<'_>) -> rusqlite::Result<Endpoint> {
             .collect(),
         created_at: time(row.get(14)?),
         updated_at: time(row.get(15)?),
+        filter: parse_opt(row.get(16)?),
     })
 }
 

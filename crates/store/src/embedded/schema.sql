@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     retired_secrets TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    filter TEXT,
     UNIQUE (app_id, uid)
 );
 CREATE INDEX IF NOT EXISTS endpoints_app ON endpoints (app_id, id);

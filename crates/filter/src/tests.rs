@@ -1,0 +1,180 @@
+use serde_json::{Value, json};
+
+use super::Filter;
+
+fn event(payload: Value) -> Value {
+    json!({"eventType": "case.updated", "channels": ["eu", "partner-7"], "payload": payload})
+}
+
+#[track_caller]
+fn check(filter: Value, payload: Value, expect: bool) {
+    let compiled = Filter::compile(&filter).unwrap_or_else(|e| panic!("{filter} is valid: {e}"));
+    assert_eq!(compiled.matches(&event(payload)), expect, "{filter}");
+}
+
+#[track_caller]
+fn invalid(filter: Value, location: &[&str], message_part: &str) {
+    let err = Filter::compile(&filter).expect_err("invalid");
+    assert_eq!(err.location, location, "{err}");
+    assert!(err.message.contains(message_part), "{err}");
+}
+
+#[test]
+fn literal_is_equality() {
+    check(
+        json!({"payload.status": "final"}),
+        json!({"status": "final"}),
+        true,
+    );
+    check(
+        json!({"payload.status": "final"}),
+        json!({"status": "arrived"}),
+        false,
+    );
+    check(json!({"payload.status": "final"}), json!({}), false);
+    check(json!({"payload.n": 1}), json!({"n": 1.0}), true);
+    check(json!({"payload.o": {"a": 1}}), json!({"o": {"a": 1}}), true);
+    check(json!({"eventType": "case.updated"}), json!({}), true);
+}
+
+#[test]
+fn the_three_status_conditions_platforms_ask_for() {
+    // Only when the new status is `final`.
+    let becomes_final = json!({"payload.key": "final"});
+    check(
+        becomes_final.clone(),
+        json!({"key": "final", "prevKey": "arrived"}),
+        true,
+    );
+    check(
+        becomes_final,
+        json!({"key": "arrived", "prevKey": "new"}),
+        false,
+    );
+    // Only when `arrived` changes to anything else.
+    let leaves_arrived = json!({"payload.prevKey": "arrived", "payload.key": {"$neq": "arrived"}});
+    check(
+        leaves_arrived.clone(),
+        json!({"key": "final", "prevKey": "arrived"}),
+        true,
+    );
+    check(
+        leaves_arrived.clone(),
+        json!({"key": "arrived", "prevKey": "arrived"}),
+        false,
+    );
+    check(
+        leaves_arrived,
+        json!({"key": "final", "prevKey": "new"}),
+        false,
+    );
+    // Only `arrived` → `final`.
+    let transition = json!({"$and": [{"payload.prevKey": "arrived"}, {"payload.key": "final"}]});
+    check(
+        transition.clone(),
+        json!({"key": "final", "prevKey": "arrived"}),
+        true,
+    );
+    check(transition, json!({"key": "final", "prevKey": "new"}), false);
+}
+
+#[test]
+fn operators() {
+    let p = json!({"n": 5, "s": "repair-123", "tags": ["a", "b"], "z": null});
+    check(json!({"payload.n": {"$gt": 4, "$lte": 5}}), p.clone(), true);
+    check(json!({"payload.n": {"$gte": 6}}), p.clone(), false);
+    check(json!({"payload.n": {"$lt": "x"}}), p.clone(), false);
+    check(
+        json!({"payload.s": {"$in": ["x", "repair-123"]}}),
+        p.clone(),
+        true,
+    );
+    check(
+        json!({"payload.s": {"$nin": ["repair-123"]}}),
+        p.clone(),
+        false,
+    );
+    check(json!({"payload.missing": {"$nin": ["x"]}}), p.clone(), true);
+    check(
+        json!({"payload.s": {"$regex": "^repair-\\d+$"}}),
+        p.clone(),
+        true,
+    );
+    check(
+        json!({"payload.s": {"$startsWith": "repair"}}),
+        p.clone(),
+        true,
+    );
+    check(json!({"payload.s": {"$endsWith": "124"}}), p.clone(), false);
+    check(json!({"payload.z": {"$exist": true}}), p.clone(), true);
+    check(
+        json!({"payload.missing": {"$exist": false}}),
+        p.clone(),
+        true,
+    );
+    check(json!({"payload.tags.1": "b"}), p.clone(), true);
+    check(json!({"payload.tags": "a"}), p.clone(), true);
+    check(json!({"payload.tags": {"$neq": "c"}}), p.clone(), true);
+    check(json!({"channels": "eu"}), p.clone(), true);
+    check(json!({"channels": {"$in": ["us"]}}), p.clone(), false);
+    check(json!({"payload.s": {"$neq": "x"}}), p, true);
+}
+
+#[test]
+fn logic() {
+    let p = json!({"status": "final", "amount": 10});
+    check(
+        json!({"$or": [{"payload.status": "new"}, {"payload.amount": {"$gt": 5}}]}),
+        p.clone(),
+        true,
+    );
+    check(
+        json!({"$not": {"payload.status": "final"}}),
+        p.clone(),
+        false,
+    );
+    check(
+        json!({"payload.status": "final", "payload.amount": 11}),
+        p.clone(),
+        false,
+    );
+    check(json!({}), p, true);
+}
+
+#[test]
+fn invalid_filters_name_the_path() {
+    invalid(
+        json!({"payload.s": {"$like": "x"}}),
+        &["payload.s", "$like"],
+        "unknown operator",
+    );
+    invalid(
+        json!({"payload.s": {"$regex": "("}}),
+        &["payload.s", "$regex"],
+        "invalid regular expression",
+    );
+    invalid(
+        json!({"payload.s": {"$in": "x"}}),
+        &["payload.s", "$in"],
+        "list",
+    );
+    invalid(
+        json!({"payload.n": {"$gt": true}}),
+        &["payload.n", "$gt"],
+        "number or a string",
+    );
+    invalid(
+        json!({"payload.n": {"$exist": "yes"}}),
+        &["payload.n", "$exist"],
+        "true or false",
+    );
+    invalid(
+        json!({"$or": [{"a": 1}, {"b": {"$x": 1}}]}),
+        &["$or", "1", "b", "$x"],
+        "unknown operator",
+    );
+    invalid(json!({"$and": {}}), &["$and"], "list of filters");
+    invalid(json!({"$xor": []}), &["$xor"], "unknown logical operator");
+    invalid(json!({"payload..s": 1}), &["payload..s"], "dotted path");
+    invalid(json!(["a"]), &[], "JSON object");
+}
