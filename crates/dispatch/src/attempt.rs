@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use model::{Endpoint, ErrorKind, Message, Outcome};
+use model::{Endpoint, Envelope, ErrorKind, Message, Method, Outcome};
 use signing::Key;
 use transport::{HttpRequest, HttpTransport};
 
@@ -32,15 +32,20 @@ pub(crate) fn refused(reason: String) -> Outcome {
     }
 }
 
-/// The signed request: the payload bytes exactly as published, the Standard Webhooks
-/// headers (also under their `svix-` names) and the endpoint's constant headers.
+/// The signed request: the payload bytes exactly as published (or wrapped in the standard
+/// envelope), the Standard Webhooks headers (also under their `svix-` names) and the
+/// endpoint's constant headers, sent with the endpoint's method. `GET` has no body: the
+/// signed bytes travel in the `payload` query parameter.
 fn prepare(
     endpoint: &Endpoint,
     message: &Message,
     now: DateTime<Utc>,
 ) -> Result<HttpRequest, String> {
     let timestamp = now.timestamp();
-    let body = Bytes::copy_from_slice(message.payload.as_bytes());
+    let body = match endpoint.envelope {
+        Envelope::Raw => Bytes::copy_from_slice(message.payload.as_bytes()),
+        Envelope::Standard => standard_envelope(message),
+    };
     let mut keys = Vec::with_capacity(1);
     for secret in endpoint.signing_secrets(now) {
         keys.push(Key::parse(secret.expose()).map_err(|e| format!("endpoint secret: {e}"))?);
@@ -60,20 +65,52 @@ fn prepare(
     let id = HeaderValue::from_str(message.id.as_str()).map_err(|e| e.to_string())?;
     let ts = HeaderValue::from(timestamp);
     let sig = HeaderValue::from_str(&signature).map_err(|e| e.to_string())?;
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let (url, body) = if endpoint.method == Method::Get {
+        let mut url = url::Url::parse(&endpoint.url).map_err(|e| format!("endpoint url: {e}"))?;
+        let payload = std::str::from_utf8(&body).map_err(|e| e.to_string())?;
+        url.query_pairs_mut().append_pair("payload", payload);
+        (String::from(url), Bytes::new())
+    } else {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        (endpoint.url.clone(), body)
+    };
     headers.insert("webhook-id", id.clone());
     headers.insert("webhook-timestamp", ts.clone());
     headers.insert("webhook-signature", sig.clone());
     headers.insert("svix-id", id);
     headers.insert("svix-timestamp", ts);
     headers.insert("svix-signature", sig);
+    let method = match endpoint.method {
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Patch => http::Method::PATCH,
+        Method::Delete => http::Method::DELETE,
+        Method::Get => http::Method::GET,
+    };
     Ok(HttpRequest {
-        method: http::Method::POST,
-        url: endpoint.url.clone(),
+        method,
+        url,
         headers,
         body,
     })
+}
+
+/// `{"id","type","created","data"}`, written by hand so that `data` holds the payload's
+/// bytes exactly as published.
+fn standard_envelope(message: &Message) -> Bytes {
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let mut out = String::with_capacity(message.payload.len() + 96);
+    out.push_str("{\"id\":");
+    out.push_str(&quote(message.id.as_str()));
+    out.push_str(",\"type\":");
+    out.push_str(&quote(&message.event_type));
+    out.push_str(",\"created\":");
+    out.push_str(&message.created_at.timestamp().to_string());
+    out.push_str(",\"data\":");
+    out.push_str(&message.payload);
+    out.push('}');
+    Bytes::from(out)
 }

@@ -19,7 +19,13 @@ pub fn fanout<'a>(
 ) -> Vec<&'a Endpoint> {
     endpoints
         .iter()
-        .filter(|ep| ep.subscribes_to(&message.event_type, message.channels.as_deref()))
+        .filter(|ep| {
+            ep.subscribes_to(
+                &message.event_type,
+                message.channels.as_deref(),
+                message.origin.as_deref(),
+            )
+        })
         .filter(|ep| passes(ep))
         .collect()
 }

@@ -19,6 +19,8 @@ pub struct Publish {
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
+    /// The party that caused the event (see `Endpoint::party`).
+    pub origin: Option<String>,
     pub idempotency_key: Option<String>,
 }
 
@@ -56,6 +58,7 @@ impl Dispatcher {
             payload: publish.payload,
             channels: publish.channels,
             tags: publish.tags,
+            origin: publish.origin,
             created_at: now,
         };
         let endpoints = shared.store.app_endpoints(&message.app_id).await?;

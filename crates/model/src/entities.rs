@@ -85,18 +85,96 @@ pub struct Endpoint {
     pub headers: BTreeMap<String, String>,
     /// A condition on the event (see the `filter` crate); only matching events are delivered.
     pub filter: Option<serde_json::Value>,
+    /// A short label, distinct from the description.
+    pub name: Option<String>,
+    /// The HTTP method deliveries use.
+    pub method: Method,
+    /// How the payload is wrapped.
+    pub envelope: Envelope,
+    /// The party this endpoint belongs to: it never receives a message whose `origin` is
+    /// the same party (no echo to the sender).
+    pub party: Option<String>,
     pub secret: Secret,
     pub retired_secrets: Vec<RetiredSecret>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// The HTTP method of deliveries. `GET` carries the body in the `payload` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    #[default]
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Get,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Get => "GET",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "DELETE" => Self::Delete,
+            "GET" => Self::Get,
+            _ => return None,
+        })
+    }
+}
+
+/// How a delivery wraps the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Envelope {
+    /// The payload exactly as published.
+    #[default]
+    Raw,
+    /// `{"id": message id, "type": event type, "created": unix seconds, "data": payload}`.
+    Standard,
+}
+
+impl Envelope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Standard => "standard",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "raw" => Self::Raw,
+            "standard" => Self::Standard,
+            _ => return None,
+        })
+    }
+}
+
 impl Endpoint {
-    /// Whether a message of this type and these channels goes to this endpoint
-    /// (Svix's rules: no filter means everything; channels must intersect when the
-    /// endpoint names any).
-    pub fn subscribes_to(&self, event_type: &str, channels: Option<&[String]>) -> bool {
+    /// Whether a message of this type, channels and origin goes to this endpoint (Svix's
+    /// rules: no filter means everything; channels must intersect when the endpoint names
+    /// any; and never back to the party it came from).
+    pub fn subscribes_to(
+        &self,
+        event_type: &str,
+        channels: Option<&[String]>,
+        origin: Option<&str>,
+    ) -> bool {
         if self.disabled {
+            return false;
+        }
+        if origin.is_some() && self.party.as_deref() == origin {
             return false;
         }
         if let Some(types) = &self.filter_types
@@ -135,6 +213,8 @@ pub struct Message {
     pub payload: Arc<str>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
+    /// The party that caused the event; endpoints of the same `party` do not receive it.
+    pub origin: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

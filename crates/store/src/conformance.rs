@@ -63,6 +63,10 @@ fn endpoint(app: &AppId, url: &str) -> Endpoint {
         metadata: BTreeMap::new(),
         headers: BTreeMap::new(),
         filter: None,
+        name: None,
+        method: model::Method::Post,
+        envelope: model::Envelope::Raw,
+        party: None,
         secret: Secret::from_string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
         retired_secrets: Vec::new(),
         created_at: t(0),
@@ -79,6 +83,7 @@ fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Message {
         payload: Arc::from(r#"{"a": 1,  "b":[2]}"#),
         channels: Some(vec!["eu".into()]),
         tags: None,
+        origin: Some("acct-1".into()),
         created_at: at,
     }
 }
@@ -197,6 +202,10 @@ async fn endpoints(store: &dyn Store) {
     e.filter_types = Some(vec!["order.created".into()]);
     e.headers = BTreeMap::from([("x-team".into(), "blue".into())]);
     e.filter = Some(serde_json::json!({"payload.status": {"$in": ["final", "closed"]}}));
+    e.name = Some("Main".into());
+    e.method = model::Method::Put;
+    e.envelope = model::Envelope::Standard;
+    e.party = Some("partner-7".into());
     let e = store.create_endpoint(e).await.unwrap();
     assert_eq!(
         store.get_endpoint(&a.id, "main").await.unwrap(),

@@ -269,6 +269,10 @@ fn endpoint_params(ep: &Endpoint) -> Vec<Value> {
         ms(ep.created_at).into(),
         ms(ep.updated_at).into(),
         ep.filter.as_ref().map(|f| f.to_string()).into(),
+        ep.name.clone().into(),
+        ep.method.as_str().to_owned().into(),
+        ep.envelope.as_str().to_owned().into(),
+        ep.party.clone().into(),
     ]
 }
 
@@ -514,7 +518,7 @@ impl Store for EmbeddedStore {
                     return Err(StoreError::NotFound);
                 }
                 let sql = format!(
-                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                     rows::ENDPOINT_COLUMNS
                 );
                 conn.execute(&sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
@@ -589,7 +593,7 @@ impl Store for EmbeddedStore {
         let endpoint = self
             .writer
             .write(move |conn| {
-                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17 WHERE id = ?1 AND app_id = ?2";
+                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17, name = ?18, method = ?19, envelope = ?20, party = ?21 WHERE id = ?1 AND app_id = ?2";
                 let changed = conn
                     .execute(sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
                     .map_err(conflict_or_backend("an endpoint with this uid already exists"))?;
@@ -652,7 +656,7 @@ impl Store for EmbeddedStore {
                     .map_err(backend)?;
                 }
                 conn.prepare_cached(
-                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -663,7 +667,8 @@ impl Store for EmbeddedStore {
                         &*msg.payload,
                         opt_json(&msg.channels),
                         opt_json(&msg.tags),
-                        ms(msg.created_at)
+                        ms(msg.created_at),
+                        msg.origin
                     ])
                 })
                 .map_err(conflict_or_backend("a message with this eventId already exists"))?;

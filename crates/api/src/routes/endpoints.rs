@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use model::{Application, Endpoint, EndpointId, RetiredSecret, Secret};
+use model::{Application, Endpoint, EndpointId, Envelope, Method, RetiredSecret, Secret};
 use serde::{Deserialize, Serialize};
 use store::Order;
 use utoipa::{IntoParams, ToSchema};
@@ -41,6 +41,77 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(recover_failed_webhooks))
         .routes(routes!(get_endpoint_stats))
         .routes(routes!(test_endpoint_filter))
+}
+
+/// `name` and `party`: short texts; a party is compared with messages' `origin`.
+fn check_labels(problems: &mut Problems, name: Option<&String>, party: Option<&String>) {
+    if let Some(name) = name {
+        validate::non_empty(problems, &["body", "name"], name, 256);
+    }
+    if let Some(party) = party {
+        validate::name(problems, &["body", "party"], party, 256);
+    }
+}
+
+/// HTTP methods an endpoint can use.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub(crate) enum MethodDto {
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Get,
+}
+
+impl From<MethodDto> for Method {
+    fn from(m: MethodDto) -> Self {
+        match m {
+            MethodDto::Post => Method::Post,
+            MethodDto::Put => Method::Put,
+            MethodDto::Patch => Method::Patch,
+            MethodDto::Delete => Method::Delete,
+            MethodDto::Get => Method::Get,
+        }
+    }
+}
+
+impl From<Method> for MethodDto {
+    fn from(m: Method) -> Self {
+        match m {
+            Method::Post => MethodDto::Post,
+            Method::Put => MethodDto::Put,
+            Method::Patch => MethodDto::Patch,
+            Method::Delete => MethodDto::Delete,
+            Method::Get => MethodDto::Get,
+        }
+    }
+}
+
+/// How deliveries wrap the payload.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum EnvelopeDto {
+    Raw,
+    Standard,
+}
+
+impl From<EnvelopeDto> for Envelope {
+    fn from(e: EnvelopeDto) -> Self {
+        match e {
+            EnvelopeDto::Raw => Envelope::Raw,
+            EnvelopeDto::Standard => Envelope::Standard,
+        }
+    }
+}
+
+impl From<Envelope> for EnvelopeDto {
+    fn from(e: Envelope) -> Self {
+        match e {
+            Envelope::Raw => EnvelopeDto::Raw,
+            Envelope::Standard => EnvelopeDto::Standard,
+        }
+    }
 }
 
 /// Most secrets kept in their grace period at once.
@@ -80,6 +151,21 @@ struct EndpointIn {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    /// Herald extension: a short label, distinct from the description.
+    #[serde(default)]
+    name: Option<String>,
+    /// Herald extension: the HTTP method of deliveries (default POST; GET sends the
+    /// signed body in the `payload` query parameter).
+    #[serde(default)]
+    method: Option<MethodDto>,
+    /// Herald extension: `raw` (default, the payload as published) or `standard`
+    /// (`{"id","type","created","data"}`).
+    #[serde(default)]
+    envelope: Option<EnvelopeDto>,
+    /// Herald extension: the party this endpoint belongs to; it never receives a message
+    /// whose `origin` is that party.
+    #[serde(default)]
+    party: Option<String>,
 }
 
 /// The fields shared by create and update, checked the same way.
@@ -138,6 +224,7 @@ impl Validate for EndpointIn {
         if let Some(filter) = &self.filter {
             validate::filter(&mut problems, &["body", "filter"], filter);
         }
+        check_labels(&mut problems, self.name.as_ref(), self.party.as_ref());
         problems
     }
 }
@@ -166,6 +253,21 @@ struct EndpointUpdate {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    /// Herald extension: a short label, distinct from the description.
+    #[serde(default)]
+    name: Option<String>,
+    /// Herald extension: the HTTP method of deliveries (default POST; GET sends the
+    /// signed body in the `payload` query parameter).
+    #[serde(default)]
+    method: Option<MethodDto>,
+    /// Herald extension: `raw` (default, the payload as published) or `standard`
+    /// (`{"id","type","created","data"}`).
+    #[serde(default)]
+    envelope: Option<EnvelopeDto>,
+    /// Herald extension: the party this endpoint belongs to; it never receives a message
+    /// whose `origin` is that party.
+    #[serde(default)]
+    party: Option<String>,
 }
 
 impl Validate for EndpointUpdate {
@@ -183,6 +285,7 @@ impl Validate for EndpointUpdate {
         if let Some(filter) = &self.filter {
             validate::filter(&mut problems, &["body", "filter"], filter);
         }
+        check_labels(&mut problems, self.name.as_ref(), self.party.as_ref());
         problems
     }
 }
@@ -216,6 +319,16 @@ struct EndpointPatch {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     filter: Patch<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    name: Patch<String>,
+    #[serde(default)]
+    method: Option<MethodDto>,
+    #[serde(default)]
+    envelope: Option<EnvelopeDto>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    party: Patch<String>,
 }
 
 impl Validate for EndpointPatch {
@@ -251,6 +364,7 @@ impl Validate for EndpointPatch {
         if let Some(filter) = self.filter.value() {
             validate::filter(&mut problems, &["body", "filter"], filter);
         }
+        check_labels(&mut problems, self.name.value(), self.party.value());
         problems
     }
 }
@@ -270,6 +384,10 @@ pub(crate) struct EndpointOut {
     metadata: BTreeMap<String, String>,
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    name: Option<String>,
+    method: MethodDto,
+    envelope: EnvelopeDto,
+    party: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::serialize")]
@@ -290,6 +408,10 @@ impl From<Endpoint> for EndpointOut {
             channels: ep.channels,
             metadata: ep.metadata,
             filter: ep.filter,
+            name: ep.name,
+            method: ep.method.into(),
+            envelope: ep.envelope.into(),
+            party: ep.party,
             created_at: ep.created_at,
             updated_at: ep.updated_at,
         }
@@ -496,6 +618,10 @@ async fn create_endpoint(
         secret: Secret::from_string(body.secret.unwrap_or_else(signing::generate_secret)),
         retired_secrets: Vec::new(),
         filter: body.filter,
+        name: body.name,
+        method: body.method.map(Into::into).unwrap_or_default(),
+        envelope: body.envelope.map(Into::into).unwrap_or_default(),
+        party: body.party,
         created_at: now,
         updated_at: now,
     };
@@ -544,6 +670,10 @@ async fn update_endpoint(
         secret: Secret::from_string(signing::generate_secret()),
         retired_secrets: Vec::new(),
         filter: None,
+        name: None,
+        method: Method::Post,
+        envelope: Envelope::Raw,
+        party: None,
         created_at: now,
         updated_at: now,
     });
@@ -560,6 +690,10 @@ async fn update_endpoint(
     endpoint.channels = body.channels;
     endpoint.metadata = body.metadata.unwrap_or_default();
     endpoint.filter = body.filter;
+    endpoint.name = body.name;
+    endpoint.method = body.method.map(Into::into).unwrap_or_default();
+    endpoint.envelope = body.envelope.map(Into::into).unwrap_or_default();
+    endpoint.party = body.party;
     endpoint.updated_at = now;
     if created {
         Ok((
@@ -608,6 +742,14 @@ async fn patch_endpoint(
         endpoint.metadata = metadata;
     }
     patch.filter.apply_opt(&mut endpoint.filter);
+    patch.name.apply_opt(&mut endpoint.name);
+    if let Some(method) = patch.method {
+        endpoint.method = method.into();
+    }
+    if let Some(envelope) = patch.envelope {
+        endpoint.envelope = envelope.into();
+    }
+    patch.party.apply_opt(&mut endpoint.party);
     endpoint.updated_at = state.clock.now();
     Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
 }

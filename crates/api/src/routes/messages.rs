@@ -45,6 +45,10 @@ struct MessageIn {
     channels: Option<Vec<String>>,
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// Herald extension: the party that caused the event; endpoints whose `party` is the
+    /// same do not receive it.
+    #[serde(default)]
+    origin: Option<String>,
     /// Creates the application when the path names one that does not exist.
     #[serde(default)]
     application: Option<ApplicationIn>,
@@ -69,6 +73,9 @@ impl Validate for MessageIn {
         if let Some(tags) = &self.tags {
             validate::name_list(&mut problems, &["body", "tags"], tags, (1, 5), 128);
         }
+        if let Some(origin) = &self.origin {
+            validate::name(&mut problems, &["body", "origin"], origin, 256);
+        }
         if let Some(app) = &self.application {
             app.check(&mut problems, "application");
         }
@@ -86,6 +93,7 @@ pub(crate) struct MessageOut {
     event_id: Option<String>,
     channels: Option<Vec<String>>,
     tags: Option<Vec<String>>,
+    origin: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
     timestamp: DateTime<Utc>,
 }
@@ -105,6 +113,7 @@ impl MessageOut {
             event_id: message.event_id.clone(),
             channels: message.channels.clone(),
             tags: message.tags.clone(),
+            origin: message.origin.clone(),
             timestamp: message.created_at,
         }
     }
@@ -269,6 +278,7 @@ async fn create_message(
             event_id: body.event_id,
             channels: body.channels,
             tags: body.tags,
+            origin: body.origin,
             idempotency_key,
         })
         .await

@@ -22,6 +22,10 @@ fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool) -
         metadata: BTreeMap::new(),
         headers: BTreeMap::new(),
         filter: None,
+        name: None,
+        method: model::Method::Post,
+        envelope: model::Envelope::Raw,
+        party: None,
         secret: Secret::from_string(String::new()),
         retired_secrets: vec![],
         created_at: Utc::now(),
@@ -38,6 +42,7 @@ fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
         payload: Arc::from("{}"),
         channels: channels.map(|v| v.iter().map(|s| s.to_string()).collect()),
         tags: None,
+        origin: None,
         created_at: Utc::now(),
     }
 }

@@ -8,4 +8,5 @@ mod crash;
 mod crud;
 mod delivery;
 mod filters;
+mod subscriptions;
 mod support;

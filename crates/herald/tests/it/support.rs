@@ -221,6 +221,7 @@ impl Drop for Herald {
 pub struct Received {
     pub method: Method,
     pub path: String,
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -328,6 +329,7 @@ async fn receive(
     state.received.lock().unwrap().push(Received {
         method,
         path: uri.path().to_owned(),
+        query: uri.query().unwrap_or("").to_owned(),
         headers,
         body,
     });

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use model::{
-    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, ErrorKind,
-    EventType, Message, MessageId, RetiredSecret, Secret, Status, Trigger,
+    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, Envelope,
+    ErrorKind, EventType, Message, MessageId, Method, RetiredSecret, Secret, Status, Trigger,
 };
 use rusqlite::Row;
 
@@ -60,7 +60,7 @@ pub(crate) fn event_type(row: &Row<'_>) -> rusqlite::Result<EventType> {
     })
 }
 
-pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter";
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter, name, method, envelope, party";
 
 /// Retired secrets are stored as `[[secret, expires_ms], …]`.
 pub(crate) fn retired_json(retired: &[RetiredSecret]) -> String {
@@ -97,13 +97,16 @@ pub(crate) fn endpoint(row: &Row<'_>) -> rusqlite::Result<Endpoint> {
         created_at: time(row.get(14)?),
         updated_at: time(row.get(15)?),
         filter: parse_opt(row.get(16)?),
+        name: row.get(17)?,
+        method: Method::parse(&row.get::<_, String>(18)?).unwrap_or_default(),
+        envelope: Envelope::parse(&row.get::<_, String>(19)?).unwrap_or_default(),
+        party: row.get(20)?,
     })
 }
 
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at";
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin";
 
-/// Reads a message from the 8 columns starting at `at`.
+/// Reads a message from the 9 columns starting at `at`.
 pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
     Ok(Message {
         id: MessageId::from_string(row.get(at)?),
@@ -114,6 +117,7 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> 
         channels: parse_opt(row.get(at + 5)?),
         tags: parse_opt(row.get(at + 6)?),
         created_at: time(row.get(at + 7)?),
+        origin: row.get(at + 8)?,
     })
 }
 

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS endpoints (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     filter TEXT,
+    name TEXT,
+    method TEXT NOT NULL DEFAULT 'POST',
+    envelope TEXT NOT NULL DEFAULT 'raw',
+    party TEXT,
     UNIQUE (app_id, uid)
 );
 CREATE INDEX IF NOT EXISTS endpoints_app ON endpoints (app_id, id);
@@ -51,7 +55,8 @@ CREATE TABLE IF NOT EXISTS messages (
     payload TEXT NOT NULL,
     channels TEXT,
     tags TEXT,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    origin TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;

@@ -1,0 +1,188 @@
+//! Endpoint options beyond Svix: name, HTTP method, the standard envelope, and origin
+//! exclusion, each checked at a real receiver.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Herald, Receiver, WAIT, verify};
+
+#[tokio::test]
+async fn each_method_arrives_as_documented() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    let mut secrets = Vec::new();
+    for method in ["PUT", "PATCH", "DELETE", "GET"] {
+        let path = format!("/{}", method.to_lowercase());
+        let ep = herald
+            .endpoint(&app, json!({"url": receiver.url(&path), "method": method, "name": format!("{method} hook")}))
+            .await;
+        assert_eq!(
+            (ep["method"].as_str(), ep["name"].as_str()),
+            (Some(method), Some(format!("{method} hook").as_str()))
+        );
+        let secret = herald
+            .get(&format!(
+                "/api/v1/app/{app}/endpoint/{}/secret",
+                ep["id"].as_str().unwrap()
+            ))
+            .await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        secrets.push((path, method, secret));
+    }
+    let raw = r#"{"status": "final", "n": 1}"#;
+    let body: Value = serde_json::from_str(raw).unwrap();
+    herald
+        .publish(&app, json!({"eventType": "case.status", "payload": body}))
+        .await;
+    for (path, method, secret) in secrets {
+        let got = receiver.wait_for(&path, 1, WAIT).await;
+        let r = &got[0];
+        assert_eq!(r.method.as_str(), method);
+        if method == "GET" {
+            // No body: the signed payload is in the `payload` query parameter.
+            assert!(r.body.is_empty());
+            let payload: String = url::form_urlencoded::parse(r.query.as_bytes())
+                .find(|(k, _)| k == "payload")
+                .map(|(_, v)| v.into_owned())
+                .expect("payload parameter");
+            let mut signed = r.clone();
+            signed.body = payload.into_bytes().into();
+            assert!(verify(&signed, &secret), "GET payload verifies");
+            assert_eq!(signed.json(), json!({"status": "final", "n": 1}));
+        } else {
+            assert_eq!(
+                r.body.as_ref(),
+                serde_json::to_vec(&body).unwrap().as_slice()
+            );
+            assert_eq!(r.header("content-type"), "application/json");
+            assert!(verify(r, &secret));
+        }
+    }
+    let (status, err) = herald
+        .call(
+            Method::POST,
+            &format!("/api/v1/app/{app}/endpoint"),
+            Some(json!({"url": "https://example.com/", "method": "TRACE"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["detail"][0]["loc"], json!(["body", "method"]), "{err}");
+}
+
+#[tokio::test]
+async fn standard_envelope_wraps_the_payload_and_is_what_is_signed() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    let ep = herald
+        .endpoint(
+            &app,
+            json!({"url": receiver.url("/env"), "envelope": "standard"}),
+        )
+        .await;
+    assert_eq!(ep["envelope"], "standard");
+    let secret = herald
+        .get(&format!(
+            "/api/v1/app/{app}/endpoint/{}/secret",
+            ep["id"].as_str().unwrap()
+        ))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let msg = herald
+        .publish(
+            &app,
+            json!({"eventType": "order.created", "payload": {"id": "o-1", "total": 12.5}}),
+        )
+        .await;
+    let got = receiver.wait_for("/env", 1, WAIT).await;
+    let body = got[0].json();
+    assert_eq!(body["id"], msg["id"]);
+    assert_eq!(body["type"], "order.created");
+    assert_eq!(body["data"], json!({"id": "o-1", "total": 12.5}));
+    let created = body["created"].as_i64().expect("created is unix seconds");
+    let published =
+        chrono::DateTime::parse_from_rfc3339(msg["timestamp"].as_str().unwrap()).unwrap();
+    assert_eq!(created, published.timestamp());
+    assert_eq!(body.as_object().unwrap().len(), 4);
+    assert!(
+        verify(&got[0], &secret),
+        "the signature covers the envelope"
+    );
+}
+
+#[tokio::test]
+async fn a_message_is_not_echoed_to_the_party_it_came_from() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/a"), "party": "acct-a"}))
+        .await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/b"), "party": "acct-b"}))
+        .await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/platform")}))
+        .await;
+    let from_a = herald
+        .publish(
+            &app,
+            json!({"eventType": "case.updated", "payload": {"n": 1}, "origin": "acct-a"}),
+        )
+        .await;
+    assert_eq!(from_a["origin"], "acct-a");
+    let from_b = herald
+        .publish(
+            &app,
+            json!({"eventType": "case.updated", "payload": {"n": 2}, "origin": "acct-b"}),
+        )
+        .await;
+    herald
+        .publish(
+            &app,
+            json!({"eventType": "case.updated", "payload": {"n": 3}}),
+        )
+        .await;
+    let dest = |m: &Value| {
+        format!(
+            "/api/v1/app/{app}/msg/{}/endpoint",
+            m["id"].as_str().unwrap()
+        )
+    };
+    let urls = |v: Value| -> Vec<String> {
+        let mut u: Vec<String> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                d["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        u.sort();
+        u
+    };
+    assert_eq!(urls(herald.get(&dest(&from_a)).await), ["b", "platform"]);
+    assert_eq!(urls(herald.get(&dest(&from_b)).await), ["a", "platform"]);
+    receiver.wait_for("/platform", 3, WAIT).await;
+    let a: Vec<i64> = receiver
+        .wait_for("/a", 2, WAIT)
+        .await
+        .iter()
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !a.contains(&1),
+        "acct-a never receives its own event: {a:?}"
+    );
+}
