@@ -190,3 +190,12 @@ pub(crate) fn filter(problems: &mut Problems, loc: &[&str], value: &serde_json::
         problems.push(ValidationErrorItem::new(&at, err.message));
     }
 }
+
+/// A payload transform (see `filter::Transform`); the error's location extends `loc`.
+pub(crate) fn transform(problems: &mut Problems, loc: &[&str], value: &serde_json::Value) {
+    if let Err(err) = filter::Transform::compile(value) {
+        let mut at: Vec<&str> = loc.to_vec();
+        at.extend(err.location.iter().map(String::as_str));
+        problems.push(ValidationErrorItem::new(&at, err.message));
+    }
+}

@@ -12,9 +12,10 @@ pub(crate) async fn attempt(
     transport: &HttpTransport,
     endpoint: &Endpoint,
     message: &Message,
+    payload: &str,
     now: DateTime<Utc>,
 ) -> Outcome {
-    match prepare(endpoint, message, now) {
+    match prepare(endpoint, message, payload, now) {
         Ok(request) => transport.send(request).await,
         Err(reason) => refused(reason),
     }
@@ -32,19 +33,20 @@ pub(crate) fn refused(reason: String) -> Outcome {
     }
 }
 
-/// The signed request: the payload bytes exactly as published (or wrapped in the standard
-/// envelope), the Standard Webhooks headers (also under their `svix-` names) and the
+/// The signed request: `payload` (the bytes as published, or as the endpoint's transform
+/// rewrote them), possibly wrapped in the standard envelope, the Standard Webhooks headers (also under their `svix-` names) and the
 /// endpoint's constant headers, sent with the endpoint's method. `GET` has no body: the
 /// signed bytes travel in the `payload` query parameter.
 fn prepare(
     endpoint: &Endpoint,
     message: &Message,
+    payload: &str,
     now: DateTime<Utc>,
 ) -> Result<HttpRequest, String> {
     let timestamp = now.timestamp();
     let body = match endpoint.envelope {
-        Envelope::Raw => Bytes::copy_from_slice(message.payload.as_bytes()),
-        Envelope::Standard => standard_envelope(message),
+        Envelope::Raw => Bytes::copy_from_slice(payload.as_bytes()),
+        Envelope::Standard => standard_envelope(message, payload),
     };
     let mut keys = Vec::with_capacity(1);
     for secret in endpoint.signing_secrets(now) {
@@ -100,9 +102,9 @@ fn prepare(
 
 /// `{"id","type","created","data"}`, written by hand so that `data` holds the payload's
 /// bytes exactly as published.
-fn standard_envelope(message: &Message) -> Bytes {
+fn standard_envelope(message: &Message, payload: &str) -> Bytes {
     let quote = |s: &str| serde_json::Value::from(s).to_string();
-    let mut out = String::with_capacity(message.payload.len() + 96);
+    let mut out = String::with_capacity(payload.len() + 96);
     out.push_str("{\"id\":");
     out.push_str(&quote(message.id.as_str()));
     out.push_str(",\"type\":");
@@ -110,7 +112,7 @@ fn standard_envelope(message: &Message) -> Bytes {
     out.push_str(",\"created\":");
     out.push_str(&message.created_at.timestamp().to_string());
     out.push_str(",\"data\":");
-    out.push_str(&message.payload);
+    out.push_str(payload);
     out.push('}');
     Bytes::from(out)
 }

@@ -1,11 +1,11 @@
-//! Fan-out: which endpoints a message goes to. `fanout` is pure; `CompiledFilters` keeps
-//! each endpoint's filter compiled (regexes included) until the endpoint changes.
+//! Fan-out: which endpoints a message goes to. `fanout` is pure; `CompiledRules` keeps
+//! each endpoint's filter and transform compiled (regexes included) until it changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use filter::Filter;
+use filter::{Filter, Transform};
 use model::{Endpoint, EndpointId, Message};
 use serde_json::{Value, json};
 
@@ -45,43 +45,81 @@ pub fn event_document(
     })
 }
 
-/// An endpoint's filter, compiled.
-#[derive(Clone)]
-pub(crate) enum Compiled {
-    None,
-    Filter(Arc<Filter>),
-    /// A stored filter that no longer compiles (it was validated when set, so only a
-    /// version change can cause this). Nothing is delivered through it.
-    Invalid,
+/// An endpoint's filter and transform, compiled.
+#[derive(Clone, Default)]
+pub(crate) struct Rules {
+    pub(crate) filter: Option<Arc<Filter>>,
+    pub(crate) transform: Option<Arc<Transform>>,
+    /// A stored filter or transform that no longer compiles (both are validated when set,
+    /// so only a version change can cause this). Nothing is delivered to the endpoint.
+    pub(crate) invalid: bool,
 }
 
-/// Compiled filters by endpoint, valid while the endpoint's `updated_at` is unchanged.
+impl Rules {
+    /// Whether the endpoint has anything to apply to the event document.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.filter.is_none() && self.transform.is_none() && !self.invalid
+    }
+
+    /// Whether the event goes to the endpoint: the transform is applied to a copy of the
+    /// document first, so the filter sees the transformed event.
+    pub(crate) fn passes(&self, document: &Value) -> bool {
+        if self.invalid {
+            return false;
+        }
+        let Some(filter) = &self.filter else {
+            return true;
+        };
+        match &self.transform {
+            None => filter.matches(document),
+            Some(transform) => {
+                let mut document = document.clone();
+                transform.apply(&mut document);
+                filter.matches(&document)
+            }
+        }
+    }
+}
+
+/// Compiled rules by endpoint, valid while the endpoint's `updated_at` is unchanged.
 /// A `std` mutex: held only for a map lookup or insert.
 #[derive(Default)]
-pub(crate) struct CompiledFilters {
-    by_endpoint: Mutex<HashMap<EndpointId, (DateTime<Utc>, Compiled)>>,
+pub(crate) struct CompiledRules {
+    by_endpoint: Mutex<HashMap<EndpointId, (DateTime<Utc>, Rules)>>,
 }
 
-impl CompiledFilters {
-    pub(crate) fn get(&self, endpoint: &Endpoint) -> Compiled {
-        let Some(raw) = &endpoint.filter else {
-            return Compiled::None;
-        };
+impl CompiledRules {
+    pub(crate) fn get(&self, endpoint: &Endpoint) -> Rules {
+        if endpoint.filter.is_none() && endpoint.transform.is_none() {
+            return Rules::default();
+        }
         let mut cache = self.by_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((version, compiled)) = cache.get(&endpoint.id)
+        if let Some((version, rules)) = cache.get(&endpoint.id)
             && *version == endpoint.updated_at
         {
-            return compiled.clone();
+            return rules.clone();
         }
-        let compiled = match Filter::compile(raw) {
-            Ok(filter) => Compiled::Filter(Arc::new(filter)),
-            Err(err) => {
-                tracing::error!(endpoint_id = %endpoint.id, error = %err, "stored endpoint filter is invalid; nothing is delivered through it");
-                Compiled::Invalid
+        let mut rules = Rules::default();
+        if let Some(raw) = &endpoint.filter {
+            match Filter::compile(raw) {
+                Ok(filter) => rules.filter = Some(Arc::new(filter)),
+                Err(err) => {
+                    tracing::error!(endpoint_id = %endpoint.id, error = %err, "stored endpoint filter is invalid; nothing is delivered to it");
+                    rules.invalid = true;
+                }
             }
-        };
-        cache.insert(endpoint.id.clone(), (endpoint.updated_at, compiled.clone()));
-        compiled
+        }
+        if let Some(raw) = &endpoint.transform {
+            match Transform::compile(raw) {
+                Ok(transform) => rules.transform = Some(Arc::new(transform)),
+                Err(err) => {
+                    tracing::error!(endpoint_id = %endpoint.id, error = %err, "stored endpoint transform is invalid; nothing is delivered to it");
+                    rules.invalid = true;
+                }
+            }
+        }
+        cache.insert(endpoint.id.clone(), (endpoint.updated_at, rules.clone()));
+        rules
     }
 }
 

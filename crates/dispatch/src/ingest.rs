@@ -6,7 +6,7 @@ use std::sync::Arc;
 use model::{AppId, DeliveryId, Message, MessageId, Trigger};
 use store::{Inserted, NewDelivery, NewMessage};
 
-use crate::fanout::{Compiled, event_document, fanout};
+use crate::fanout::{event_document, fanout};
 use crate::worker::{Dispatcher, Job};
 
 /// A message to publish, validated by the caller.
@@ -35,7 +35,7 @@ pub struct Ingested {
 }
 
 /// The filter document of a message. Its payload was validated as a JSON object at the API.
-fn document_of(message: &Message) -> serde_json::Value {
+pub(crate) fn document_of(message: &Message) -> serde_json::Value {
     let payload = serde_json::from_str(&message.payload).unwrap_or(serde_json::Value::Null);
     event_document(
         &message.event_type,
@@ -64,12 +64,9 @@ impl Dispatcher {
         let endpoints = shared.store.app_endpoints(&message.app_id).await?;
         // The event document is built only if an endpoint has a filter to show it to.
         let mut document: Option<serde_json::Value> = None;
-        let targets = fanout(&endpoints, &message, |ep| match shared.filters.get(ep) {
-            Compiled::None => true,
-            Compiled::Invalid => false,
-            Compiled::Filter(filter) => {
-                filter.matches(document.get_or_insert_with(|| document_of(&message)))
-            }
+        let targets = fanout(&endpoints, &message, |ep| {
+            let rules = shared.rules.get(ep);
+            rules.is_empty() || rules.passes(document.get_or_insert_with(|| document_of(&message)))
         });
         let n = targets.len();
         // Deliveries that fit in memory are created leased to this process and queued

@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 use transport::HttpTransport;
 
 use crate::attempt::{attempt, refused};
-use crate::fanout::CompiledFilters;
+use crate::fanout::CompiledRules;
+use crate::ingest::document_of;
 use crate::record::attempt_record;
 use crate::schedule::{RetryPolicy, next_step};
 
@@ -68,8 +69,8 @@ pub(crate) struct Shared {
     /// Queue state. A `std` mutex: every critical section is a few map operations and
     /// none awaits; it is taken on every enqueue and completion (the hot path).
     queues: Mutex<Queues>,
-    /// Endpoint filters, compiled once per endpoint version.
-    pub(crate) filters: CompiledFilters,
+    /// Endpoint filters and transforms, compiled once per endpoint version.
+    pub(crate) rules: CompiledRules,
     /// Wakes the poller early (resend, recover, freed capacity).
     wake: Notify,
     /// Attempt tasks, so shutdown can wait for them.
@@ -122,7 +123,7 @@ impl Dispatcher {
                 config,
                 transport,
                 queues: Mutex::new(Queues::default()),
-                filters: CompiledFilters::default(),
+                rules: CompiledRules::default(),
                 wake: Notify::new(),
                 tasks: TaskTracker::new(),
                 stopping: CancellationToken::new(),
@@ -391,10 +392,29 @@ impl Shared {
             self.forget(&job);
             return;
         };
+        let rules = self.rules.get(endpoint);
         let outcome = if endpoint.disabled {
             refused("endpoint is disabled".to_owned())
+        } else if rules.invalid {
+            refused("the endpoint's filter or transform is invalid".to_owned())
         } else {
-            attempt(&self.transport, endpoint, &job.message, self.clock.now()).await
+            let payload = match &rules.transform {
+                None => None,
+                Some(transform) => {
+                    let mut document = document_of(&job.message);
+                    transform.apply(&mut document);
+                    Some(document["payload"].to_string())
+                }
+            };
+            let payload = payload.as_deref().unwrap_or(&job.message.payload);
+            attempt(
+                &self.transport,
+                endpoint,
+                &job.message,
+                payload,
+                self.clock.now(),
+            )
+            .await
         };
         // The endpoint's slot limits concurrent requests to the receiver, so it is free
         // once the exchange is over; the delivery stays held until it is recorded.

@@ -1,4 +1,4 @@
-//! Subscription filters: a condition on an event, in the operator style platforms already
+//! Subscription filters and transforms (`transform.rs`). Filters: a condition on an event, in the operator style platforms already
 //! use (Outpost, Convoy). Pure functions of data: `Filter::compile` validates a JSON filter
 //! once (naming the path of any problem), `Filter::matches` evaluates it against an event
 //! document such as `{"eventType": …, "channels": […], "payload": {…}}`.
@@ -13,11 +13,13 @@
 
 mod compile;
 mod eval;
+mod transform;
 
 use regex::Regex;
 use serde_json::Value;
 
 pub use compile::FilterError;
+pub use transform::Transform;
 
 /// A validated filter, ready to evaluate.
 #[derive(Debug, Clone)]

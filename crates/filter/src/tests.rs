@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use super::Filter;
+use super::{Filter, Transform};
 
 fn event(payload: Value) -> Value {
     json!({"eventType": "case.updated", "channels": ["eu", "partner-7"], "payload": payload})
@@ -177,4 +177,76 @@ fn invalid_filters_name_the_path() {
     invalid(json!({"$xor": []}), &["$xor"], "unknown logical operator");
     invalid(json!({"payload..s": 1}), &["payload..s"], "dotted path");
     invalid(json!(["a"]), &[], "JSON object");
+}
+
+#[track_caller]
+fn transformed(spec: Value, payload: Value, expect: Value) {
+    let t = Transform::compile(&spec).unwrap_or_else(|e| panic!("{spec} is valid: {e}"));
+    let mut doc = event(payload);
+    t.apply(&mut doc);
+    assert_eq!(doc["payload"], expect, "{spec}");
+}
+
+#[test]
+fn transforms_map_set_and_remove() {
+    let spec = json!({
+        "map": {"payload.key": {"repaired": "final", "closed": "final"}, "payload.code": {"7": "seven"}},
+        "set": {"payload.prevKey": {"from": "payload.old"}, "payload.meta.source": {"value": "herald"}, "payload.kind": {"from": "eventType"}},
+        "remove": ["payload.old", "payload.secret"]
+    });
+    transformed(
+        spec.clone(),
+        json!({"key": "repaired", "code": 7, "old": "arrived", "secret": "x", "keep": 1}),
+        json!({"key": "final", "code": "seven", "prevKey": "arrived", "meta": {"source": "herald"}, "kind": "case.updated", "keep": 1}),
+    );
+    // Unmapped values pass through; a missing source is not set.
+    transformed(
+        spec,
+        json!({"key": "open"}),
+        json!({"key": "open", "meta": {"source": "herald"}, "kind": "case.updated"}),
+    );
+}
+
+#[test]
+fn mapping_then_block_list_filter() {
+    let t = Transform::compile(
+        &json!({"map": {"payload.key": {"repaired": "final", "scrapped": "cancelled"}}}),
+    )
+    .unwrap();
+    let blocked =
+        Filter::compile(&json!({"payload.key": {"$nin": ["cancelled", "internal"]}})).unwrap();
+    for (status, delivered) in [
+        ("repaired", true),
+        ("scrapped", false),
+        ("internal", false),
+        ("new", true),
+    ] {
+        let mut doc = event(json!({"key": status}));
+        t.apply(&mut doc);
+        assert_eq!(blocked.matches(&doc), delivered, "{status}");
+    }
+}
+
+#[test]
+fn invalid_transforms_name_the_path() {
+    let bad = |spec: Value, location: &[&str]| {
+        let err = Transform::compile(&spec).expect_err("invalid");
+        assert_eq!(err.location, location, "{err}");
+    };
+    bad(json!({"rename": {}}), &["rename"]);
+    bad(
+        json!({"map": {"payload.key": "final"}}),
+        &["map", "payload.key"],
+    );
+    bad(json!({"map": {"eventType": {}}}), &["map", "eventType"]);
+    bad(
+        json!({"set": {"payload.a": {"value": 1, "from": "x"}}}),
+        &["set", "payload.a"],
+    );
+    bad(
+        json!({"set": {"payload.a": {"from": "x..y"}}}),
+        &["set", "payload.a", "from"],
+    );
+    bad(json!({"remove": ["payload.a", 3]}), &["remove", "1"]);
+    bad(json!("x"), &[]);
 }

@@ -85,6 +85,8 @@ pub struct Endpoint {
     pub headers: BTreeMap<String, String>,
     /// A condition on the event (see the `filter` crate); only matching events are delivered.
     pub filter: Option<serde_json::Value>,
+    /// A rewrite of the payload (see `filter::Transform`), applied before the filter.
+    pub transform: Option<serde_json::Value>,
     /// A short label, distinct from the description.
     pub name: Option<String>,
     /// The HTTP method deliveries use.

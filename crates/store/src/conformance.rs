@@ -63,6 +63,7 @@ fn endpoint(app: &AppId, url: &str) -> Endpoint {
         metadata: BTreeMap::new(),
         headers: BTreeMap::new(),
         filter: None,
+        transform: None,
         name: None,
         method: model::Method::Post,
         envelope: model::Envelope::Raw,
@@ -203,6 +204,7 @@ async fn endpoints(store: &dyn Store) {
     e.headers = BTreeMap::from([("x-team".into(), "blue".into())]);
     e.filter = Some(serde_json::json!({"payload.status": {"$in": ["final", "closed"]}}));
     e.name = Some("Main".into());
+    e.transform = Some(serde_json::json!({"map": {"payload.status": {"repaired": "final"}}}));
     e.method = model::Method::Put;
     e.envelope = model::Envelope::Standard;
     e.party = Some("partner-7".into());

@@ -273,6 +273,7 @@ fn endpoint_params(ep: &Endpoint) -> Vec<Value> {
         ep.method.as_str().to_owned().into(),
         ep.envelope.as_str().to_owned().into(),
         ep.party.clone().into(),
+        ep.transform.as_ref().map(|t| t.to_string()).into(),
     ]
 }
 
@@ -518,7 +519,7 @@ impl Store for EmbeddedStore {
                     return Err(StoreError::NotFound);
                 }
                 let sql = format!(
-                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                     rows::ENDPOINT_COLUMNS
                 );
                 conn.execute(&sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
@@ -593,7 +594,7 @@ impl Store for EmbeddedStore {
         let endpoint = self
             .writer
             .write(move |conn| {
-                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17, name = ?18, method = ?19, envelope = ?20, party = ?21 WHERE id = ?1 AND app_id = ?2";
+                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17, name = ?18, method = ?19, envelope = ?20, party = ?21, transform = ?22 WHERE id = ?1 AND app_id = ?2";
                 let changed = conn
                     .execute(sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
                     .map_err(conflict_or_backend("an endpoint with this uid already exists"))?;

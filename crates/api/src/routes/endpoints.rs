@@ -151,6 +151,11 @@ struct EndpointIn {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    /// Herald extension: rewrite the payload before filtering and signing
+    /// (`map`, `set`, `remove`; see docs/subscriptions.md).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    transform: Option<serde_json::Value>,
     /// Herald extension: a short label, distinct from the description.
     #[serde(default)]
     name: Option<String>,
@@ -225,6 +230,9 @@ impl Validate for EndpointIn {
             validate::filter(&mut problems, &["body", "filter"], filter);
         }
         check_labels(&mut problems, self.name.as_ref(), self.party.as_ref());
+        if let Some(transform) = &self.transform {
+            validate::transform(&mut problems, &["body", "transform"], transform);
+        }
         problems
     }
 }
@@ -253,6 +261,11 @@ struct EndpointUpdate {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    /// Herald extension: rewrite the payload before filtering and signing
+    /// (`map`, `set`, `remove`; see docs/subscriptions.md).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    transform: Option<serde_json::Value>,
     /// Herald extension: a short label, distinct from the description.
     #[serde(default)]
     name: Option<String>,
@@ -286,6 +299,9 @@ impl Validate for EndpointUpdate {
             validate::filter(&mut problems, &["body", "filter"], filter);
         }
         check_labels(&mut problems, self.name.as_ref(), self.party.as_ref());
+        if let Some(transform) = &self.transform {
+            validate::transform(&mut problems, &["body", "transform"], transform);
+        }
         problems
     }
 }
@@ -319,6 +335,10 @@ struct EndpointPatch {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     filter: Patch<serde_json::Value>,
+    /// `null` removes the transform.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    transform: Patch<serde_json::Value>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     name: Patch<String>,
@@ -365,6 +385,9 @@ impl Validate for EndpointPatch {
             validate::filter(&mut problems, &["body", "filter"], filter);
         }
         check_labels(&mut problems, self.name.value(), self.party.value());
+        if let Some(transform) = self.transform.value() {
+            validate::transform(&mut problems, &["body", "transform"], transform);
+        }
         problems
     }
 }
@@ -384,6 +407,8 @@ pub(crate) struct EndpointOut {
     metadata: BTreeMap<String, String>,
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    transform: Option<serde_json::Value>,
     name: Option<String>,
     method: MethodDto,
     envelope: EnvelopeDto,
@@ -408,6 +433,7 @@ impl From<Endpoint> for EndpointOut {
             channels: ep.channels,
             metadata: ep.metadata,
             filter: ep.filter,
+            transform: ep.transform,
             name: ep.name,
             method: ep.method.into(),
             envelope: ep.envelope.into(),
@@ -618,6 +644,7 @@ async fn create_endpoint(
         secret: Secret::from_string(body.secret.unwrap_or_else(signing::generate_secret)),
         retired_secrets: Vec::new(),
         filter: body.filter,
+        transform: body.transform,
         name: body.name,
         method: body.method.map(Into::into).unwrap_or_default(),
         envelope: body.envelope.map(Into::into).unwrap_or_default(),
@@ -670,6 +697,7 @@ async fn update_endpoint(
         secret: Secret::from_string(signing::generate_secret()),
         retired_secrets: Vec::new(),
         filter: None,
+        transform: None,
         name: None,
         method: Method::Post,
         envelope: Envelope::Raw,
@@ -690,6 +718,7 @@ async fn update_endpoint(
     endpoint.channels = body.channels;
     endpoint.metadata = body.metadata.unwrap_or_default();
     endpoint.filter = body.filter;
+    endpoint.transform = body.transform;
     endpoint.name = body.name;
     endpoint.method = body.method.map(Into::into).unwrap_or_default();
     endpoint.envelope = body.envelope.map(Into::into).unwrap_or_default();
@@ -742,6 +771,7 @@ async fn patch_endpoint(
         endpoint.metadata = metadata;
     }
     patch.filter.apply_opt(&mut endpoint.filter);
+    patch.transform.apply_opt(&mut endpoint.transform);
     patch.name.apply_opt(&mut endpoint.name);
     if let Some(method) = patch.method {
         endpoint.method = method.into();
@@ -947,6 +977,10 @@ struct FilterTestIn {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    /// The transform to apply first; the endpoint's own when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    transform: Option<serde_json::Value>,
 }
 
 impl Validate for FilterTestIn {
@@ -954,6 +988,9 @@ impl Validate for FilterTestIn {
         let mut problems = Vec::new();
         if let Some(filter) = &self.filter {
             validate::filter(&mut problems, &["body", "filter"], filter);
+        }
+        if let Some(transform) = &self.transform {
+            validate::transform(&mut problems, &["body", "transform"], transform);
         }
         problems
     }
@@ -963,13 +1000,13 @@ impl Validate for FilterTestIn {
 struct FilterTestOut {
     /// Whether the event would be delivered to this endpoint under the filter.
     matches: bool,
-    /// The document the filter saw.
+    /// The document the filter saw (after the transform).
     #[schema(value_type = Object)]
     event: serde_json::Value,
 }
 
-/// Herald extension: evaluate a filter (the endpoint's, or one given) against a sample
-/// event. Nothing is stored or sent.
+/// Herald extension: apply the transform and evaluate the filter (the endpoint's, or ones
+/// given) on a sample event. Nothing is stored or sent.
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/filter/test", tag = "Endpoint",
     params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = FilterTestIn,
     responses((status = 200, body = FilterTestOut), (status = 422, body = crate::error::HttpValidationError)))]
@@ -979,12 +1016,17 @@ async fn test_endpoint_filter(
     ValidJson(body): ValidJson<FilterTestIn>,
 ) -> ApiResult<Json<FilterTestOut>> {
     let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
-    let event = dispatch::event_document(
+    let mut event = dispatch::event_document(
         &body.event_type,
         body.channels.as_deref(),
         body.tags.as_deref(),
         body.payload,
     );
+    if let Some(raw) = body.transform.as_ref().or(endpoint.transform.as_ref()) {
+        filter::Transform::compile(raw)
+            .map_err(|e| ApiError::invalid(&["endpoint", "transform"], e.to_string()))?
+            .apply(&mut event);
+    }
     let matches = match body.filter.as_ref().or(endpoint.filter.as_ref()) {
         None => true,
         Some(raw) => filter::Filter::compile(raw)

@@ -22,6 +22,7 @@ fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool) -
         metadata: BTreeMap::new(),
         headers: BTreeMap::new(),
         filter: None,
+        transform: None,
         name: None,
         method: model::Method::Post,
         envelope: model::Envelope::Raw,

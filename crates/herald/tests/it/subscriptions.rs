@@ -186,3 +186,97 @@ async fn a_message_is_not_echoed_to_the_party_it_came_from() {
         "acct-a never receives its own event: {a:?}"
     );
 }
+
+#[tokio::test]
+async fn mapping_then_block_list_delivers_partner_statuses_only() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    let ep = herald
+        .endpoint(
+            &app,
+            json!({
+                "url": receiver.url("/partner"),
+                "transform": {
+                    "map": {"payload.key": {"repaired": "final", "scrapped": "cancelled", "in_repair": "arrived"}},
+                    "set": {"payload.source": {"value": "provider-x"}},
+                    "remove": ["payload.internalNote"]
+                },
+                "filter": {"payload.key": {"$nin": ["cancelled", "internal"]}}
+            }),
+        )
+        .await;
+    let secret = herald
+        .get(&format!(
+            "/api/v1/app/{app}/endpoint/{}/secret",
+            ep["id"].as_str().unwrap()
+        ))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let statuses = ["in_repair", "scrapped", "internal", "repaired", "new"];
+    for (i, key) in statuses.iter().enumerate() {
+        herald
+            .publish(&app, json!({"eventType": "case.status", "payload": {"guid": format!("c-{i}"), "key": key, "internalNote": "do not share"}}))
+            .await;
+    }
+    let got = receiver.wait_for("/partner", 3, WAIT).await;
+    let mut keys: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["key"].as_str().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["arrived", "final", "new"],
+        "mapped values arrive; blocked ones never do"
+    );
+    for r in &got {
+        let body = r.json();
+        assert_eq!(body["source"], "provider-x");
+        assert!(body.get("internalNote").is_none());
+        assert!(
+            verify(r, &secret),
+            "the signature covers the transformed body"
+        );
+    }
+    // Exactly three deliveries exist: the blocked ones were never created.
+    let listed = herald
+        .get(&format!(
+            "/api/v1/app/{app}/endpoint/{}/msg",
+            ep["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+
+    // The test route applies the transform before the filter.
+    let out = herald
+        .post(
+            &format!(
+                "/api/v1/app/{app}/endpoint/{}/filter/test",
+                ep["id"].as_str().unwrap()
+            ),
+            json!({"eventType": "case.status", "payload": {"key": "scrapped"}}),
+        )
+        .await;
+    assert_eq!(
+        (
+            out["matches"].as_bool(),
+            out["event"]["payload"]["key"].as_str()
+        ),
+        (Some(false), Some("cancelled"))
+    );
+    let (status, err) = herald
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/app/{app}/endpoint/{}", ep["id"].as_str().unwrap()),
+            Some(json!({"transform": {"map": {"eventType": {}}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        err["detail"][0]["loc"],
+        json!(["body", "transform", "map", "eventType"])
+    );
+}

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     updated_at INTEGER NOT NULL,
     filter TEXT,
     name TEXT,
+    transform TEXT,
     method TEXT NOT NULL DEFAULT 'POST',
     envelope TEXT NOT NULL DEFAULT 'raw',
     party TEXT,
