@@ -16,6 +16,9 @@ use clap::{Parser, ValueEnum};
 pub(crate) enum Scenario {
     Throughput,
     Fanout,
+    /// Fan-out 10 with a filter and a transform on every endpoint, and the cost of
+    /// evaluating them alone.
+    Filters,
     Tenants,
     Slow,
     Flaky,

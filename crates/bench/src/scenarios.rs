@@ -22,6 +22,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Ceiling,
             Scenario::Throughput,
             Scenario::Fanout,
+            Scenario::Filters,
             Scenario::Tenants,
             Scenario::Slow,
             Scenario::Flaky,
@@ -38,6 +39,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Ceiling => ceiling(options).await?,
             Scenario::Throughput => throughput(options).await?,
             Scenario::Fanout => fanout(options).await?,
+            Scenario::Filters => filters(options).await?,
             Scenario::Tenants => tenants(options).await?,
             Scenario::Slow => slow(options).await?,
             Scenario::Flaky => flaky(options).await?,
@@ -83,6 +85,17 @@ async fn setup(
     apps: usize,
     per_app: usize,
 ) -> anyhow::Result<Vec<String>> {
+    setup_with(herald, receiver_base, apps, per_app, json!({})).await
+}
+
+/// As `setup`, with `extra` fields (filter, transform…) on every endpoint.
+async fn setup_with(
+    herald: &HeraldProcess,
+    receiver_base: &str,
+    apps: usize,
+    per_app: usize,
+    extra: serde_json::Value,
+) -> anyhow::Result<Vec<String>> {
     let client = reqwest::Client::new();
     let mut ids = Vec::with_capacity(apps);
     for a in 0..apps {
@@ -100,7 +113,11 @@ async fn setup(
             client
                 .post(herald.url(&format!("/api/v1/app/{id}/endpoint")))
                 .bearer_auth(TOKEN)
-                .json(&json!({"url": format!("{receiver_base}/e{k}")}))
+                .json(&{
+                    let mut body = extra.clone();
+                    body["url"] = json!(format!("{receiver_base}/e{k}"));
+                    body
+                })
                 .send()
                 .await?
                 .error_for_status()?;
@@ -297,6 +314,70 @@ async fn fanout(options: &Options) -> anyhow::Result<Report> {
     let apps = setup(&herald, &receiver.url(""), 1, 10).await?;
     let paths: Vec<String> = (0..10).map(|k| format!("/e{k}")).collect();
     let mut report = Report::new("fanout (10 endpoints)");
+    deliver(
+        options,
+        &mut report,
+        &herald,
+        &receiver,
+        Workload {
+            apps,
+            paths: &paths,
+            events: scaled(options, 10_000),
+        },
+    )
+    .await?;
+    Ok(report)
+}
+
+/// A filter and a transform of the kind platforms use, matching every benchmark event.
+fn rules() -> serde_json::Value {
+    json!({
+        "transform": {
+            "map": {"payload.status": {"created": "new", "paid": "settled"}},
+            "set": {"payload.source": {"value": "bench"}},
+            "remove": ["payload.note"]
+        },
+        "filter": {
+            "$and": [
+                {"payload.status": {"$in": ["new", "settled"]}},
+                {"payload.customer.id": {"$startsWith": "cus-"}},
+                {"payload.lines.0.qty": {"$gte": 1}},
+                {"eventType": {"$regex": "^order\\."}}
+            ]
+        }
+    })
+}
+
+async fn filters(options: &Options) -> anyhow::Result<Report> {
+    let mut report = Report::new("filters (fan-out 10, a filter and a transform on each)");
+    // The rules alone, in this process: what one endpoint's evaluation costs.
+    let spec = rules();
+    let filter = filter::Filter::compile(&spec["filter"]).context("benchmark filter")?;
+    let transform =
+        filter::Transform::compile(&spec["transform"]).context("benchmark transform")?;
+    let document = json!({"eventType": "order.created", "channels": [], "tags": [], "payload": crate::load::payload(1)});
+    let rounds = scaled(options, 100_000);
+    let start = Instant::now();
+    let mut matched = 0usize;
+    for _ in 0..rounds {
+        let mut d = document.clone();
+        transform.apply(&mut d);
+        matched += usize::from(filter.matches(&d));
+    }
+    let per = start.elapsed().as_secs_f64() / rounds as f64 * 1e6;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        matched += usize::from(filter.matches(&document));
+    }
+    let filter_only = start.elapsed().as_secs_f64() / rounds as f64 * 1e6;
+    anyhow::ensure!(matched > 0, "the benchmark rules match its events");
+    report.add("filter alone, per evaluation", filter_only, "µs");
+    report.add("copy + transform + filter, per endpoint", per, "µs");
+
+    let receiver = Receiver::start().await?;
+    let herald = HeraldProcess::start(&[])?;
+    let apps = setup_with(&herald, &receiver.url(""), 1, 10, spec).await?;
+    let paths: Vec<String> = (0..10).map(|k| format!("/e{k}")).collect();
     deliver(
         options,
         &mut report,
