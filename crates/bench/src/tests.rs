@@ -20,7 +20,7 @@ async fn every_scenario_delivers_everything_at_small_scale() {
     let reports = scenarios::run(&options)
         .await
         .expect("every scenario completes");
-    assert_eq!(reports.len(), 8, "seven scenarios, the ceiling twice");
+    assert_eq!(reports.len(), 9, "eight scenarios, the ceiling twice");
     for report in &reports {
         if let Some(lost) = report.get("deliveries lost") {
             assert_eq!(lost, 0.0, "{} lost deliveries", report.scenario);
