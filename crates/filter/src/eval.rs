@@ -16,7 +16,7 @@ pub(crate) fn node(node: &Node, event: &Value) -> bool {
 }
 
 /// The value at a dotted path; a numeric segment indexes a list.
-fn resolve<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
+pub(crate) fn resolve<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
     for segment in path {
         value = match value {
             Value::Object(map) => map.get(segment)?,

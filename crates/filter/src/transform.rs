@@ -13,6 +13,7 @@
 use serde_json::{Map, Value};
 
 use crate::FilterError;
+use crate::eval::resolve;
 
 /// A validated transform.
 #[derive(Debug, Clone)]
@@ -177,7 +178,7 @@ impl Transform {
                 Step::Set { path, source } => {
                     let value = match source {
                         Source::Value(v) => Some(v.clone()),
-                        Source::From(from) => get(event, from).cloned(),
+                        Source::From(from) => resolve(event, from).cloned(),
                     };
                     if let Some(value) = value {
                         set(event, path, value);
@@ -192,17 +193,6 @@ impl Transform {
             }
         }
     }
-}
-
-fn get<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
-    for segment in path {
-        value = match value {
-            Value::Object(map) => map.get(segment)?,
-            Value::Array(list) => list.get(segment.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(value)
 }
 
 fn get_mut<'a>(mut value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {

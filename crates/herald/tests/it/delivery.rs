@@ -19,15 +19,7 @@ async fn delivers_signed_payload_bytes_exactly_as_published() {
             json!({"url": receiver.url("/hook"), "headers": {"X-Api-Key": "k-123"}}),
         )
         .await;
-    let secret = herald
-        .get(&format!(
-            "/api/v1/app/{app}/endpoint/{}/secret",
-            ep["id"].as_str().unwrap()
-        ))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret = herald.secret(&app, &ep).await;
     // Odd spacing and key order must survive byte for byte.
     let raw = r#"{"z": 1,   "a" : [1,2 ,3], "s": "é"}"#;
     let body = format!(r#"{{"eventType": "order.created", "payload": {raw}}}"#);

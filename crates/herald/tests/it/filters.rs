@@ -2,34 +2,9 @@
 //! validation that names the path, the test route, and removing a filter.
 
 use axum::http::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{Herald, Receiver, WAIT};
-
-async fn destinations(herald: &Herald, app: &str, msg: &Value) -> Vec<String> {
-    let listed = herald
-        .get(&format!(
-            "/api/v1/app/{app}/msg/{}/endpoint",
-            msg["id"].as_str().unwrap()
-        ))
-        .await;
-    let mut urls: Vec<String> = listed["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            d["url"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    urls.sort();
-    urls
-}
 
 #[tokio::test]
 async fn status_conditions_select_the_endpoints_that_receive_an_event() {
@@ -63,14 +38,14 @@ async fn status_conditions_select_the_endpoints_that_receive_an_event() {
     let m4 = herald.publish(&app, publish("final", "final")).await;
 
     // Filters act at ingest: a delivery exists only where the filter held.
-    assert_eq!(destinations(&herald, &app, &m1).await, ["all"]);
-    assert_eq!(destinations(&herald, &app, &m2).await, ["all"]);
+    assert_eq!(herald.destinations(&app, &m1).await, ["all"]);
+    assert_eq!(herald.destinations(&app, &m2).await, ["all"]);
     assert_eq!(
-        destinations(&herald, &app, &m3).await,
+        herald.destinations(&app, &m3).await,
         ["all", "arrived-to-final", "becomes-final", "leaves-arrived"]
     );
     assert_eq!(
-        destinations(&herald, &app, &m4).await,
+        herald.destinations(&app, &m4).await,
         ["all", "becomes-final"]
     );
 

@@ -21,15 +21,7 @@ async fn each_method_arrives_as_documented() {
             (ep["method"].as_str(), ep["name"].as_str()),
             (Some(method), Some(format!("{method} hook").as_str()))
         );
-        let secret = herald
-            .get(&format!(
-                "/api/v1/app/{app}/endpoint/{}/secret",
-                ep["id"].as_str().unwrap()
-            ))
-            .await["key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let secret = herald.secret(&app, &ep).await;
         secrets.push((path, method, secret));
     }
     let raw = r#"{"status": "final", "n": 1}"#;
@@ -84,15 +76,7 @@ async fn standard_envelope_wraps_the_payload_and_is_what_is_signed() {
         )
         .await;
     assert_eq!(ep["envelope"], "standard");
-    let secret = herald
-        .get(&format!(
-            "/api/v1/app/{app}/endpoint/{}/secret",
-            ep["id"].as_str().unwrap()
-        ))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret = herald.secret(&app, &ep).await;
     let msg = herald
         .publish(
             &app,
@@ -148,32 +132,8 @@ async fn a_message_is_not_echoed_to_the_party_it_came_from() {
             json!({"eventType": "case.updated", "payload": {"n": 3}}),
         )
         .await;
-    let dest = |m: &Value| {
-        format!(
-            "/api/v1/app/{app}/msg/{}/endpoint",
-            m["id"].as_str().unwrap()
-        )
-    };
-    let urls = |v: Value| -> Vec<String> {
-        let mut u: Vec<String> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                d["url"]
-                    .as_str()
-                    .unwrap()
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        u.sort();
-        u
-    };
-    assert_eq!(urls(herald.get(&dest(&from_a)).await), ["b", "platform"]);
-    assert_eq!(urls(herald.get(&dest(&from_b)).await), ["a", "platform"]);
+    assert_eq!(herald.destinations(&app, &from_a).await, ["b", "platform"]);
+    assert_eq!(herald.destinations(&app, &from_b).await, ["a", "platform"]);
     receiver.wait_for("/platform", 3, WAIT).await;
     let a: Vec<i64> = receiver
         .wait_for("/a", 2, WAIT)
@@ -206,15 +166,7 @@ async fn mapping_then_block_list_delivers_partner_statuses_only() {
             }),
         )
         .await;
-    let secret = herald
-        .get(&format!(
-            "/api/v1/app/{app}/endpoint/{}/secret",
-            ep["id"].as_str().unwrap()
-        ))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret = herald.secret(&app, &ep).await;
     let statuses = ["in_repair", "scrapped", "internal", "repaired", "new"];
     for (i, key) in statuses.iter().enumerate() {
         herald

@@ -167,6 +167,39 @@ impl Herald {
         self.post(&format!("/api/v1/app/{app}/msg"), body).await
     }
 
+    /// The signing secret of an endpoint (as returned by create).
+    pub async fn secret(&self, app: &str, endpoint: &Value) -> String {
+        let path = format!(
+            "/api/v1/app/{app}/endpoint/{}/secret",
+            endpoint["id"].as_str().unwrap()
+        );
+        self.get(&path).await["key"].as_str().unwrap().to_owned()
+    }
+
+    /// The last path segment of each endpoint a message went to, sorted.
+    pub async fn destinations(&self, app: &str, msg: &Value) -> Vec<String> {
+        let path = format!(
+            "/api/v1/app/{app}/msg/{}/endpoint",
+            msg["id"].as_str().unwrap()
+        );
+        let mut urls: Vec<String> = self.get(&path).await["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                d["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        urls.sort();
+        urls
+    }
+
     /// Polls a read-only API view until `done` holds, for state Herald records after the
     /// receiver has answered. Fails after `within`.
     pub async fn until(
