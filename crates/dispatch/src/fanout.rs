@@ -56,9 +56,10 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
-    /// Whether the endpoint has anything to apply to the event document.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.filter.is_none() && self.transform.is_none() && !self.invalid
+    /// Whether the endpoint's rules can refuse an event: a filter, or rules that are
+    /// invalid. (A transform alone changes what is sent, not whether it is sent.)
+    pub(crate) fn can_refuse(&self) -> bool {
+        self.filter.is_some() || self.invalid
     }
 
     /// Whether the event goes to the endpoint: the transform is applied to a copy of the

@@ -66,7 +66,8 @@ impl Dispatcher {
         let mut document: Option<serde_json::Value> = None;
         let targets = fanout(&endpoints, &message, |ep| {
             let rules = shared.rules.get(ep);
-            rules.is_empty() || rules.passes(document.get_or_insert_with(|| document_of(&message)))
+            !rules.can_refuse()
+                || rules.passes(document.get_or_insert_with(|| document_of(&message)))
         });
         let n = targets.len();
         // Deliveries that fit in memory are created leased to this process and queued
