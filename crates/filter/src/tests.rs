@@ -1,3 +1,5 @@
+//! Filters and transforms, input → expected result.
+
 use serde_json::{Value, json};
 
 use super::{Filter, Transform};

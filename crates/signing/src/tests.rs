@@ -1,3 +1,5 @@
+//! Signatures against the Standard Webhooks test vector, rotation, bad secrets.
+
 use super::*;
 
 /// The test vector published with the Standard Webhooks specification.

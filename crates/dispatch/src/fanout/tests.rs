@@ -1,3 +1,5 @@
+//! Fan-out rules, one line each: which endpoint a message reaches.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

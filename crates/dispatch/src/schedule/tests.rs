@@ -1,3 +1,5 @@
+//! The redrive schedule: jitter, Retry-After bounds, exhaustion.
+
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};

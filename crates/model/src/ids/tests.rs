@@ -1,3 +1,5 @@
+//! Ids: prefix, length, order, base62.
+
 use super::*;
 
 #[test]

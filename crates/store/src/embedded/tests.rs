@@ -1,3 +1,5 @@
+//! The embedded store runs the conformance suite.
+
 use super::*;
 
 #[tokio::test]
