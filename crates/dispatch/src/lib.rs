@@ -10,6 +10,7 @@ mod fanout;
 mod ingest;
 mod record;
 mod schedule;
+mod throttle;
 mod worker;
 
 pub use fanout::{event_document, fanout};

@@ -23,6 +23,7 @@ use crate::fanout::CompiledRules;
 use crate::ingest::document_of;
 use crate::record::attempt_record;
 use crate::schedule::{RetryPolicy, next_step};
+use crate::throttle::Throttle;
 
 /// Settings of the worker; the caller decides every value.
 #[derive(Debug, Clone)]
@@ -71,6 +72,8 @@ pub(crate) struct Shared {
     queues: Mutex<Queues>,
     /// Endpoint filters and transforms, compiled once per endpoint version.
     pub(crate) rules: CompiledRules,
+    /// Pacing of endpoints with a `throttleRate`.
+    throttle: Throttle,
     /// Wakes the poller early (resend, recover, freed capacity).
     wake: Notify,
     /// Attempt tasks, so shutdown can wait for them.
@@ -124,6 +127,7 @@ impl Dispatcher {
                 transport,
                 queues: Mutex::new(Queues::default()),
                 rules: CompiledRules::default(),
+                throttle: Throttle::default(),
                 wake: Notify::new(),
                 tasks: TaskTracker::new(),
                 stopping: CancellationToken::new(),
@@ -392,6 +396,9 @@ impl Shared {
             self.forget(&job);
             return;
         };
+        if let Some(rate) = endpoint.rate_limit {
+            self.throttle.wait_turn(&endpoint.id, rate).await;
+        }
         let rules = self.rules.get(endpoint);
         let outcome = if endpoint.disabled {
             refused("endpoint is disabled".to_owned())

@@ -127,7 +127,7 @@ struct EndpointIn {
     uid: Option<String>,
     #[serde(default)]
     version: Option<i32>,
-    /// Messages per second to this endpoint (stored; enforcement is planned).
+    /// Attempts per second to this endpoint at most, evenly spaced.
     #[serde(default, alias = "rateLimit")]
     throttle_rate: Option<u16>,
     #[serde(default)]

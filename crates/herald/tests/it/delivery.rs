@@ -448,3 +448,34 @@ async fn graceful_shutdown_exits_cleanly_and_pending_work_resumes() {
     drop(restarted);
     drop(herald);
 }
+
+#[tokio::test]
+async fn throttle_rate_spaces_attempts_to_an_endpoint() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(
+            &app,
+            json!({"url": receiver.url("/slowly"), "throttleRate": 5}),
+        )
+        .await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/freely")}))
+        .await;
+    for n in 0..10 {
+        herald
+            .publish(&app, json!({"eventType": "a.b", "payload": {"n": n}}))
+            .await;
+    }
+    let free = receiver.wait_for("/freely", 10, WAIT).await;
+    let slow = receiver.wait_for("/slowly", 10, WAIT).await;
+    assert_eq!(free.len(), 10);
+    // Ten attempts at 5 per second cannot span less than nine intervals of 200 ms. (A
+    // lower bound only: a slow machine can take longer, never shorter.)
+    let span = slow.last().unwrap().at - slow.first().unwrap().at;
+    assert!(
+        span >= Duration::from_millis(1700),
+        "10 attempts at 5/s took only {span:?}"
+    );
+}

@@ -252,6 +252,8 @@ impl Drop for Herald {
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived.
+    pub at: std::time::Instant,
     pub method: Method,
     pub path: String,
     pub query: String,
@@ -360,6 +362,7 @@ async fn receive(
         .pop_front()
         .unwrap_or(*state.default_status.lock().unwrap());
     state.received.lock().unwrap().push(Received {
+        at: std::time::Instant::now(),
         method,
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or("").to_owned(),
