@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use model::{Application, Endpoint, EndpointId, Envelope, Method, RetiredSecret, Secret};
+use model::{AppId, Application, Endpoint, EndpointId, Envelope, Method, RetiredSecret, Secret};
 use serde::{Deserialize, Serialize};
 use store::Order;
 use utoipa::{IntoParams, ToSchema};
@@ -43,8 +43,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_endpoint_filter))
 }
 
-/// `name` and `party`: short texts; a party is compared with messages' `origin`.
-fn check_labels(problems: &mut Problems, name: Option<&String>, party: Option<&String>) {
+/// Herald's additions to the endpoint shapes, checked the same way on create, update and
+/// patch. `name` and `party` are short texts; a party is compared with messages' `origin`.
+fn check_extensions(
+    problems: &mut Problems,
+    filter: Option<&serde_json::Value>,
+    transform: Option<&serde_json::Value>,
+    name: Option<&String>,
+    party: Option<&String>,
+) {
+    if let Some(filter) = filter {
+        validate::filter(problems, &["body", "filter"], filter);
+    }
+    if let Some(transform) = transform {
+        validate::transform(problems, &["body", "transform"], transform);
+    }
     if let Some(name) = name {
         validate::non_empty(problems, &["body", "name"], name, 256);
     }
@@ -226,13 +239,13 @@ impl Validate for EndpointIn {
                 headers.iter().map(|(k, v)| (k, Some(v))),
             );
         }
-        if let Some(filter) = &self.filter {
-            validate::filter(&mut problems, &["body", "filter"], filter);
-        }
-        check_labels(&mut problems, self.name.as_ref(), self.party.as_ref());
-        if let Some(transform) = &self.transform {
-            validate::transform(&mut problems, &["body", "transform"], transform);
-        }
+        check_extensions(
+            &mut problems,
+            self.filter.as_ref(),
+            self.transform.as_ref(),
+            self.name.as_ref(),
+            self.party.as_ref(),
+        );
         problems
     }
 }
@@ -283,6 +296,86 @@ struct EndpointUpdate {
     party: Option<String>,
 }
 
+impl EndpointIn {
+    /// The fields PUT also takes, and the secret and headers only create takes.
+    fn split(
+        self,
+    ) -> (
+        EndpointUpdate,
+        Option<String>,
+        Option<BTreeMap<String, String>>,
+    ) {
+        let update = EndpointUpdate {
+            url: self.url,
+            description: self.description,
+            uid: self.uid,
+            version: self.version,
+            throttle_rate: self.throttle_rate,
+            disabled: self.disabled,
+            event_types: self.event_types,
+            channels: self.channels,
+            metadata: self.metadata,
+            filter: self.filter,
+            transform: self.transform,
+            name: self.name,
+            method: self.method,
+            envelope: self.envelope,
+            party: self.party,
+        };
+        (update, self.secret, self.headers)
+    }
+}
+
+impl EndpointUpdate {
+    /// Sets every field of `endpoint` from this body; an absent uid keeps the current one.
+    fn apply(self, endpoint: &mut Endpoint, now: DateTime<Utc>) {
+        endpoint.url = self.url;
+        endpoint.description = self.description.unwrap_or_default();
+        endpoint.uid = self.uid.or(endpoint.uid.take());
+        endpoint.version = self.version.unwrap_or(endpoint.version);
+        endpoint.rate_limit = self.throttle_rate.map(u32::from);
+        endpoint.disabled = self.disabled.unwrap_or(false);
+        endpoint.filter_types = self.event_types;
+        endpoint.channels = self.channels;
+        endpoint.metadata = self.metadata.unwrap_or_default();
+        endpoint.filter = self.filter;
+        endpoint.transform = self.transform;
+        endpoint.name = self.name;
+        endpoint.method = self.method.map(Into::into).unwrap_or_default();
+        endpoint.envelope = self.envelope.map(Into::into).unwrap_or_default();
+        endpoint.party = self.party;
+        endpoint.updated_at = now;
+    }
+}
+
+/// A new endpoint of `app` with default settings, before a body is applied.
+fn new_endpoint(app: AppId, secret: Option<String>, now: DateTime<Utc>) -> Endpoint {
+    Endpoint {
+        id: EndpointId::generate(),
+        app_id: app,
+        uid: None,
+        url: String::new(),
+        description: String::new(),
+        version: 1,
+        rate_limit: None,
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        metadata: BTreeMap::new(),
+        headers: BTreeMap::new(),
+        secret: Secret::from_string(secret.unwrap_or_else(signing::generate_secret)),
+        retired_secrets: Vec::new(),
+        filter: None,
+        transform: None,
+        name: None,
+        method: Method::Post,
+        envelope: Envelope::Raw,
+        party: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 impl Validate for EndpointUpdate {
     fn validate(&self) -> Vec<ValidationErrorItem> {
         let mut problems = Vec::new();
@@ -295,13 +388,13 @@ impl Validate for EndpointUpdate {
             self.channels.as_ref(),
             self.metadata.as_ref(),
         );
-        if let Some(filter) = &self.filter {
-            validate::filter(&mut problems, &["body", "filter"], filter);
-        }
-        check_labels(&mut problems, self.name.as_ref(), self.party.as_ref());
-        if let Some(transform) = &self.transform {
-            validate::transform(&mut problems, &["body", "transform"], transform);
-        }
+        check_extensions(
+            &mut problems,
+            self.filter.as_ref(),
+            self.transform.as_ref(),
+            self.name.as_ref(),
+            self.party.as_ref(),
+        );
         problems
     }
 }
@@ -381,13 +474,13 @@ impl Validate for EndpointPatch {
         if let Some(metadata) = &self.metadata {
             validate::metadata(&mut problems, &["body", "metadata"], metadata);
         }
-        if let Some(filter) = self.filter.value() {
-            validate::filter(&mut problems, &["body", "filter"], filter);
-        }
-        check_labels(&mut problems, self.name.value(), self.party.value());
-        if let Some(transform) = self.transform.value() {
-            validate::transform(&mut problems, &["body", "transform"], transform);
-        }
+        check_extensions(
+            &mut problems,
+            self.filter.value(),
+            self.transform.value(),
+            self.name.value(),
+            self.party.value(),
+        );
         problems
     }
 }
@@ -628,30 +721,10 @@ async fn create_endpoint(
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = applications::load(&state, &app_id).await?;
     let now = state.clock.now();
-    let endpoint = Endpoint {
-        id: EndpointId::generate(),
-        app_id: app.id,
-        uid: body.uid,
-        url: body.url,
-        description: body.description.unwrap_or_default(),
-        version: body.version.unwrap_or(1),
-        rate_limit: body.throttle_rate.map(u32::from),
-        disabled: body.disabled.unwrap_or(false),
-        filter_types: body.event_types,
-        channels: body.channels,
-        metadata: body.metadata.unwrap_or_default(),
-        headers: body.headers.unwrap_or_default(),
-        secret: Secret::from_string(body.secret.unwrap_or_else(signing::generate_secret)),
-        retired_secrets: Vec::new(),
-        filter: body.filter,
-        transform: body.transform,
-        name: body.name,
-        method: body.method.map(Into::into).unwrap_or_default(),
-        envelope: body.envelope.map(Into::into).unwrap_or_default(),
-        party: body.party,
-        created_at: now,
-        updated_at: now,
-    };
+    let (fields, secret, headers) = body.split();
+    let mut endpoint = new_endpoint(app.id, secret, now);
+    endpoint.headers = headers.unwrap_or_default();
+    fields.apply(&mut endpoint, now);
     let endpoint = state.store.create_endpoint(endpoint).await?;
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
@@ -681,49 +754,12 @@ async fn update_endpoint(
     let now = state.clock.now();
     let existing = state.store.get_endpoint(&app.id, &endpoint_id).await?;
     let created = existing.is_none();
-    let mut endpoint = existing.unwrap_or_else(|| Endpoint {
-        id: EndpointId::generate(),
-        app_id: app.id.clone(),
-        uid: None,
-        url: String::new(),
-        description: String::new(),
-        version: 1,
-        rate_limit: None,
-        disabled: false,
-        filter_types: None,
-        channels: None,
-        metadata: BTreeMap::new(),
-        headers: BTreeMap::new(),
-        secret: Secret::from_string(signing::generate_secret()),
-        retired_secrets: Vec::new(),
-        filter: None,
-        transform: None,
-        name: None,
-        method: Method::Post,
-        envelope: Envelope::Raw,
-        party: None,
-        created_at: now,
-        updated_at: now,
-    });
-    endpoint.url = body.url;
-    endpoint.description = body.description.unwrap_or_default();
-    // An absent uid keeps the current one; a new endpoint named by uid in the path gets it.
-    endpoint.uid = body.uid.or(endpoint.uid.take()).or_else(|| {
-        (created && !EndpointId::looks_like(&endpoint_id)).then(|| endpoint_id.clone())
-    });
-    endpoint.version = body.version.unwrap_or(endpoint.version);
-    endpoint.rate_limit = body.throttle_rate.map(u32::from);
-    endpoint.disabled = body.disabled.unwrap_or(false);
-    endpoint.filter_types = body.event_types;
-    endpoint.channels = body.channels;
-    endpoint.metadata = body.metadata.unwrap_or_default();
-    endpoint.filter = body.filter;
-    endpoint.transform = body.transform;
-    endpoint.name = body.name;
-    endpoint.method = body.method.map(Into::into).unwrap_or_default();
-    endpoint.envelope = body.envelope.map(Into::into).unwrap_or_default();
-    endpoint.party = body.party;
-    endpoint.updated_at = now;
+    let mut endpoint = existing.unwrap_or_else(|| new_endpoint(app.id.clone(), None, now));
+    body.apply(&mut endpoint, now);
+    // A new endpoint named by uid in the path gets that uid unless the body has one.
+    if created && endpoint.uid.is_none() && !EndpointId::looks_like(&endpoint_id) {
+        endpoint.uid = Some(endpoint_id.clone());
+    }
     if created {
         Ok((
             StatusCode::CREATED,
