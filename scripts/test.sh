@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test Herald has: format and lint checks, the Rust unit, conformance and
 # end-to-end tests, and the official Svix Python SDK against a real Herald.
-# Installs what it needs (a Python virtualenv with the SDK) and starts and stops every
-# server itself. Works on a fresh machine with the Rust toolchain and Python 3.
+# Installs what it needs (Debian's rabbitmq-server, a Python virtualenv with the SDK) and
+# starts and stops every server itself. Works on a fresh machine with the Rust toolchain
+# and Python 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+source scripts/rabbitmq.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+start_rabbitmq
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== Svix Python SDK conformance"

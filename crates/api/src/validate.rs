@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use model::destination;
+
 use crate::error::ValidationErrorItem;
 
 pub(crate) type Problems = Vec<ValidationErrorItem>;
@@ -76,10 +78,17 @@ pub(crate) fn name_list(
     }
 }
 
-/// An endpoint URL: absolute `http` or `https` with a host, at most 65,536 bytes.
+/// An endpoint URL, at most 65,536 bytes: absolute `http` or `https` with a host, or an
+/// `amqp`/`amqps` broker URL (`model::destination::AmqpTarget`).
 pub(crate) fn endpoint_url(problems: &mut Problems, loc: &[&str], value: &str) {
     if value.len() > 65_536 {
         problems.push(ValidationErrorItem::new(loc, "must be at most 65536 bytes"));
+        return;
+    }
+    if destination::is_amqp(value) {
+        if let Err(err) = destination::AmqpTarget::parse(value) {
+            problems.push(ValidationErrorItem::new(loc, err));
+        }
         return;
     }
     match url::Url::parse(value) {
@@ -88,7 +97,7 @@ pub(crate) fn endpoint_url(problems: &mut Problems, loc: &[&str], value: &str) {
             problems.push(ValidationErrorItem::new(
                 loc,
                 format!(
-                    "scheme `{}` is not supported; use http or https",
+                    "scheme `{}` is not supported; use http, https, amqp or amqps",
                     url.scheme()
                 ),
             ))
@@ -121,6 +130,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "svix-id",
     "svix-timestamp",
     "svix-signature",
+    "webhook-event-type",
 ];
 const MAX_HEADERS: usize = 32;
 const MAX_HEADER_VALUE: usize = 4096;

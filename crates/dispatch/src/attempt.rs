@@ -1,23 +1,32 @@
-//! Attempt: sign a message for an endpoint and hand it to the transport.
+//! Attempt: sign a message for an endpoint and hand it to its transport (HTTP or AMQP).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use model::destination::{self, AmqpTarget};
 use model::{Endpoint, Envelope, ErrorKind, Message, Method, Outcome};
 use signing::Key;
-use transport::{HttpRequest, HttpTransport};
+use transport::{AmqpRequest, HttpRequest, Transports};
 
-/// Signs and sends `message` to `endpoint`, returning what happened.
+/// Signs and sends `message` to `endpoint`, over HTTP or AMQP by the endpoint's URL,
+/// returning what happened.
 pub(crate) async fn attempt(
-    transport: &HttpTransport,
+    transports: &Transports,
     endpoint: &Endpoint,
     message: &Message,
     payload: &str,
     now: DateTime<Utc>,
 ) -> Outcome {
-    match prepare(endpoint, message, payload, now) {
-        Ok(request) => transport.send(request).await,
-        Err(reason) => refused(reason),
+    if destination::is_amqp(&endpoint.url) {
+        match prepare_amqp(endpoint, message, payload, now) {
+            Ok(request) => transports.amqp.send(request).await,
+            Err(reason) => refused(reason),
+        }
+    } else {
+        match prepare_http(endpoint, message, payload, now) {
+            Ok(request) => transports.http.send(request).await,
+            Err(reason) => refused(reason),
+        }
     }
 }
 
@@ -33,16 +42,21 @@ pub(crate) fn refused(reason: String) -> Outcome {
     }
 }
 
-/// The signed request: `payload` (the bytes as published, or as the endpoint's transform
-/// rewrote them), possibly wrapped in the standard envelope, the Standard Webhooks headers (also under their `svix-` names) and the
-/// endpoint's constant headers, sent with the endpoint's method. `GET` has no body: the
-/// signed bytes travel in the `payload` query parameter.
-fn prepare(
+/// The bytes a receiver gets and their Standard Webhooks signature.
+struct Signed {
+    body: Bytes,
+    timestamp: i64,
+    signature: String,
+}
+
+/// `payload` (the bytes as published, or as the endpoint's transform rewrote them),
+/// possibly wrapped in the standard envelope, signed with every current secret.
+fn sign(
     endpoint: &Endpoint,
     message: &Message,
     payload: &str,
     now: DateTime<Utc>,
-) -> Result<HttpRequest, String> {
+) -> Result<Signed, String> {
     let timestamp = now.timestamp();
     let body = match endpoint.envelope {
         Envelope::Raw => Bytes::copy_from_slice(payload.as_bytes()),
@@ -53,7 +67,27 @@ fn prepare(
         keys.push(Key::parse(secret.expose()).map_err(|e| format!("endpoint secret: {e}"))?);
     }
     let signature = signing::signature_header(&keys, message.id.as_str(), timestamp, &body);
+    Ok(Signed {
+        body,
+        timestamp,
+        signature,
+    })
+}
 
+/// The signed request: the Standard Webhooks headers (also under their `svix-` names)
+/// and the endpoint's constant headers, sent with the endpoint's method. `GET` has no
+/// body: the signed bytes travel in the `payload` query parameter.
+fn prepare_http(
+    endpoint: &Endpoint,
+    message: &Message,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Result<HttpRequest, String> {
+    let Signed {
+        body,
+        timestamp,
+        signature,
+    } = sign(endpoint, message, payload, now)?;
     let mut headers = HeaderMap::with_capacity(8 + endpoint.headers.len());
     for (name, value) in &endpoint.headers {
         // Validated when set through the API; anything unparseable is skipped, not sent broken.
@@ -95,6 +129,43 @@ fn prepare(
     Ok(HttpRequest {
         method,
         url,
+        headers,
+        body,
+    })
+}
+
+/// The message for an AMQP endpoint: persistent, JSON, with the Standard Webhooks values,
+/// the event type and the endpoint's constant headers as AMQP headers, published to the
+/// URL's exchange with its routing key (by default, the event type).
+fn prepare_amqp(
+    endpoint: &Endpoint,
+    message: &Message,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Result<AmqpRequest, String> {
+    let target = AmqpTarget::parse(&endpoint.url).map_err(|e| format!("endpoint url: {e}"))?;
+    let Signed {
+        body,
+        timestamp,
+        signature,
+    } = sign(endpoint, message, payload, now)?;
+    let mut headers = Vec::with_capacity(4 + endpoint.headers.len());
+    for (name, value) in &endpoint.headers {
+        headers.push((name.to_ascii_lowercase(), value.clone()));
+    }
+    headers.push(("webhook-id".into(), message.id.as_str().to_owned()));
+    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+    headers.push(("webhook-signature".into(), signature));
+    headers.push(("webhook-event-type".into(), message.event_type.clone()));
+    Ok(AmqpRequest {
+        broker: target.broker,
+        exchange: target.exchange,
+        routing_key: target
+            .routing_key
+            .unwrap_or_else(|| message.event_type.clone()),
+        message_id: message.id.as_str().to_owned(),
+        kind: message.event_type.clone(),
+        timestamp: u64::try_from(timestamp).unwrap_or(0),
         headers,
         body,
     })

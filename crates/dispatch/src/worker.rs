@@ -16,7 +16,7 @@ use store::{AttemptRecord, DueDelivery, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use transport::HttpTransport;
+use transport::Transports;
 
 use crate::attempt::{attempt, refused};
 use crate::fanout::CompiledRules;
@@ -66,7 +66,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: DispatcherConfig,
-    transport: HttpTransport,
+    transports: Transports,
     /// Queue state. A `std` mutex: every critical section is a few map operations and
     /// none awaits; it is taken on every enqueue and completion (the hot path).
     queues: Mutex<Queues>,
@@ -112,7 +112,7 @@ struct EndpointQueue {
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
-        transport: HttpTransport,
+        transports: Transports,
         clock: Arc<dyn Clock>,
         config: DispatcherConfig,
     ) -> Self {
@@ -124,7 +124,7 @@ impl Dispatcher {
                 store,
                 clock,
                 config,
-                transport,
+                transports,
                 queues: Mutex::new(Queues::default()),
                 rules: CompiledRules::default(),
                 throttle: Throttle::default(),
@@ -415,7 +415,7 @@ impl Shared {
             };
             let payload = payload.as_deref().unwrap_or(&job.message.payload);
             attempt(
-                &self.transport,
+                &self.transports,
                 endpoint,
                 &job.message,
                 payload,
@@ -434,7 +434,8 @@ impl Shared {
             now,
             rand::random(),
         );
-        let record = attempt_record(&job, &endpoint.url, &outcome, &step, now);
+        let url = model::destination::masked_url(&endpoint.url);
+        let record = attempt_record(&job, &url, &outcome, &step, now);
         if self
             .records
             .send((job.delivery_id.clone(), record))

@@ -9,14 +9,21 @@ use dispatch::{Dispatcher, DispatcherConfig};
 use model::{Clock, SystemClock};
 use store::{EmbeddedConfig, EmbeddedStore, Store};
 use tokio_util::sync::CancellationToken;
-use transport::{HttpTransport, HttpTransportConfig};
+use transport::{HttpTransportConfig, Transports};
 
 use crate::config::{self, Settings};
 
 pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
+    // The AMQP client logs a subscriber's broker refusing it as an error; Herald records
+    // those as failed attempts, like any receiver's failure, so they stay out of the log
+    // unless the filter names `lapin`.
+    let mut filter = settings.log.clone();
+    if !filter.contains("lapin") {
+        filter.push_str(",lapin=off");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&settings.log)
+            tracing_subscriber::EnvFilter::try_new(&filter)
                 .with_context(|| format!("log: `{}` is not a valid filter", settings.log))?,
         )
         .with_writer(std::io::stderr)
@@ -65,7 +72,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
 
-    let transport = HttpTransport::new(HttpTransportConfig {
+    let transports = Transports::new(HttpTransportConfig {
         timeout: settings.attempt_timeout,
         max_response_bytes: 20 * 1024,
         user_agent: format!("Herald/{} (webhook delivery)", env!("CARGO_PKG_VERSION")),
@@ -74,7 +81,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .context("building the HTTP client")?;
     let dispatcher = Dispatcher::new(
         store.clone(),
-        transport,
+        transports,
         clock.clone(),
         DispatcherConfig {
             retry: settings.retry.clone(),

@@ -296,6 +296,9 @@ pub enum ErrorKind {
     Connection,
     /// Herald refused to send (bad URL, disabled endpoint, destination not allowed).
     Refused,
+    /// An AMQP broker refused the message: a nack, no route for it, a missing exchange,
+    /// denied access.
+    Broker,
 }
 
 impl ErrorKind {
@@ -308,6 +311,7 @@ impl ErrorKind {
             Self::Tls => "tls",
             Self::Connection => "connection",
             Self::Refused => "refused",
+            Self::Broker => "broker",
         }
     }
 
@@ -320,6 +324,7 @@ impl ErrorKind {
             "tls" => Self::Tls,
             "connection" => Self::Connection,
             "refused" => Self::Refused,
+            "broker" => Self::Broker,
             _ => return None,
         })
     }

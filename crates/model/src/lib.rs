@@ -1,8 +1,9 @@
 //! Herald's vocabulary: typed ids, applications, endpoints, messages, deliveries,
 //! attempts and outcomes. Nothing here performs I/O or depends on an async runtime,
-//! a database or HTTP crate. Read `ids.rs` next, then `entities.rs`.
+//! a database or HTTP crate (`url` parses endpoint URLs). Read `ids.rs` next, then `entities.rs`.
 
 mod clock;
+pub mod destination;
 mod entities;
 mod ids;
 

@@ -1,7 +1,27 @@
-//! Outbound delivery. `http.rs` takes one prepared request and returns one `Outcome`:
-//! a receiver's failure (non-2xx, timeout, refused connection) is data, never `Err`.
+//! Outbound delivery. `http.rs` takes one prepared request and returns one `Outcome`;
+//! `amqp.rs` does the same for one message published to a subscriber's broker. A
+//! receiver's failure (non-2xx, timeout, refused connection, nack) is data, never `Err`.
 //! This is the only crate that opens outbound connections.
 
+mod amqp;
 mod http;
 
+pub use self::amqp::{AmqpRequest, AmqpTransport};
 pub use self::http::{HttpRequest, HttpTransport, HttpTransportConfig};
+
+/// Every transport, for the attempt stage to pick from by the endpoint's URL.
+#[derive(Clone)]
+pub struct Transports {
+    pub http: HttpTransport,
+    pub amqp: AmqpTransport,
+}
+
+impl Transports {
+    pub fn new(config: HttpTransportConfig) -> Result<Self, reqwest::Error> {
+        let amqp = AmqpTransport::new(config.timeout);
+        Ok(Self {
+            http: HttpTransport::new(config)?,
+            amqp,
+        })
+    }
+}

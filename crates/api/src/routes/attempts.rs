@@ -57,7 +57,7 @@ struct MessageAttemptOut {
     url: String,
     /// The response body (truncated to 20 KiB), or what went wrong without a response.
     response: String,
-    /// 0 when no response arrived.
+    /// 0 when no HTTP response arrived (and for AMQP endpoints, which have no status).
     response_status_code: i32,
     response_duration_ms: i64,
     /// 0 success, 1 pending, 2 fail, 3 sending.
@@ -66,7 +66,7 @@ struct MessageAttemptOut {
     /// 0 scheduled, 1 manual (resend, recover).
     trigger_type: i64,
     /// Herald extension: `status` (non-2xx), `timeout`, `connection_refused`, `dns`, `tls`,
-    /// `connection`, `refused`; null on success.
+    /// `connection`, `refused`, `broker` (an AMQP broker refused the message); null on success.
     error_kind: Option<&'static str>,
     #[serde(serialize_with = "crate::time::serialize")]
     timestamp: DateTime<Utc>,
@@ -122,7 +122,7 @@ impl MessageEndpointOut {
         Self {
             id: endpoint.id.to_string(),
             uid: endpoint.uid.clone(),
-            url: endpoint.url.clone(),
+            url: model::destination::masked_url(&endpoint.url).into_owned(),
             description: endpoint.description.clone(),
             version: endpoint.version,
             throttle_rate: endpoint.rate_limit,

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use model::destination;
 use model::{AppId, Application, Endpoint, EndpointId, Envelope, Method, RetiredSecret, Secret};
 use serde::{Deserialize, Serialize};
 use store::Order;
@@ -64,6 +65,19 @@ fn check_extensions(
     if let Some(party) = party {
         validate::name(problems, &["body", "party"], party, 256);
     }
+}
+
+/// Options that only HTTP has, refused on an AMQP endpoint rather than silently ignored.
+/// Checked on the endpoint as it would be stored, since a patch may change either side.
+fn check_transport(endpoint: &Endpoint) -> Result<(), ApiError> {
+    if destination::is_amqp(&endpoint.url) && endpoint.method != Method::Post {
+        return Err(ApiError::Validation(vec![ValidationErrorItem::new(
+            &["body", "method"],
+            "an AMQP endpoint publishes messages; `method` applies to HTTP endpoints only \
+             (leave it out or use POST)",
+        )]));
+    }
+    Ok(())
 }
 
 /// HTTP methods an endpoint can use.
@@ -329,7 +343,7 @@ impl EndpointIn {
 impl EndpointUpdate {
     /// Sets every field of `endpoint` from this body; an absent uid keeps the current one.
     fn apply(self, endpoint: &mut Endpoint, now: DateTime<Utc>) {
-        endpoint.url = self.url;
+        endpoint.url = destination::url_to_store(&endpoint.url, self.url);
         endpoint.description = self.description.unwrap_or_default();
         endpoint.uid = self.uid.or(endpoint.uid.take());
         endpoint.version = self.version.unwrap_or(endpoint.version);
@@ -517,7 +531,7 @@ impl From<Endpoint> for EndpointOut {
         Self {
             id: ep.id.into_string(),
             uid: ep.uid,
-            url: ep.url,
+            url: destination::masked_url(&ep.url).into_owned(),
             description: ep.description,
             version: ep.version,
             throttle_rate: ep.rate_limit,
@@ -725,6 +739,7 @@ async fn create_endpoint(
     let mut endpoint = new_endpoint(app.id, secret, now);
     endpoint.headers = headers.unwrap_or_default();
     fields.apply(&mut endpoint, now);
+    check_transport(&endpoint)?;
     let endpoint = state.store.create_endpoint(endpoint).await?;
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
@@ -760,6 +775,7 @@ async fn update_endpoint(
     if created && endpoint.uid.is_none() && !EndpointId::looks_like(&endpoint_id) {
         endpoint.uid = Some(endpoint_id.clone());
     }
+    check_transport(&endpoint)?;
     if created {
         Ok((
             StatusCode::CREATED,
@@ -784,7 +800,7 @@ async fn patch_endpoint(
 ) -> ApiResult<Json<EndpointOut>> {
     let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
     if let Some(url) = patch.url {
-        endpoint.url = url;
+        endpoint.url = destination::url_to_store(&endpoint.url, url);
     }
     if let Some(description) = patch.description {
         endpoint.description = description;
@@ -817,6 +833,7 @@ async fn patch_endpoint(
     }
     patch.party.apply_opt(&mut endpoint.party);
     endpoint.updated_at = state.clock.now();
+    check_transport(&endpoint)?;
     Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
 }
 

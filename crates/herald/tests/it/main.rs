@@ -2,6 +2,7 @@
 //! with its embedded store and a real HTTP receiver, and drives it only through the
 //! HTTP API. `support.rs` has the harness.
 
+mod amqp;
 mod bad_input;
 mod cli;
 mod crash;

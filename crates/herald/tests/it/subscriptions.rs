@@ -1,5 +1,6 @@
-//! Endpoint options beyond Svix: name, HTTP method, the standard envelope, and origin
-//! exclusion, each checked at a real receiver.
+//! Endpoint options beyond Svix: name, HTTP method, the standard envelope, origin
+//! exclusion, and credentials in the URL (used, never shown), each checked at a real
+//! receiver.
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -230,5 +231,71 @@ async fn mapping_then_block_list_delivers_partner_statuses_only() {
     assert_eq!(
         err["detail"][0]["loc"],
         json!(["body", "transform", "map", "eventType"])
+    );
+}
+
+#[tokio::test]
+async fn url_credentials_are_used_but_never_shown() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("basic-auth").await;
+    let url = receiver
+        .url("/hook")
+        .replace("http://", "http://partner:Sw0rdfish@");
+    let ep = herald.endpoint(&app, json!({"url": url})).await;
+    let shown = ep["url"].as_str().unwrap().to_owned();
+    assert!(shown.starts_with("http://partner:***@"), "{shown}");
+    let msg = herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {"n": 1}}))
+        .await;
+    let got = receiver.wait_for("/hook", 1, WAIT).await;
+    // user:password in the URL is sent as HTTP Basic authentication.
+    assert_eq!(
+        got[0].header("authorization"),
+        "Basic cGFydG5lcjpTdzByZGZpc2g="
+    );
+
+    // Every view of the endpoint and its attempts shows the masked URL only.
+    let msg_id = msg["id"].as_str().unwrap();
+    let ep_id = ep["id"].as_str().unwrap();
+    let attempts = herald
+        .until(
+            &format!("/api/v1/app/{app}/attempt/msg/{msg_id}"),
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| !d.is_empty()),
+        )
+        .await;
+    for view in [
+        herald
+            .get(&format!("/api/v1/app/{app}/endpoint/{ep_id}"))
+            .await,
+        herald.get(&format!("/api/v1/app/{app}/endpoint")).await,
+        herald
+            .get(&format!("/api/v1/app/{app}/msg/{msg_id}/endpoint"))
+            .await,
+        attempts,
+    ] {
+        let text = view.to_string();
+        assert!(!text.contains("Sw0rdfish"), "{text}");
+        assert!(text.contains("partner:***@"), "{text}");
+    }
+
+    // Writing it back as read keeps the real password.
+    let path = format!("/api/v1/app/{app}/endpoint/{ep_id}");
+    let (status, body) = herald
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"url": shown, "description": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {"n": 2}}))
+        .await;
+    let got = receiver.wait_for("/hook", 2, WAIT).await;
+    assert_eq!(
+        got[1].header("authorization"),
+        "Basic cGFydG5lcjpTdzByZGZpc2g="
     );
 }
