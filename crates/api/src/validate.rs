@@ -209,3 +209,12 @@ pub(crate) fn transform(problems: &mut Problems, loc: &[&str], value: &serde_jso
         problems.push(ValidationErrorItem::new(&at, err.message));
     }
 }
+
+/// The paths a diff always keeps: what `filter::Diff` accepts.
+pub(crate) fn diff_keep(problems: &mut Problems, loc: &[&str], keep: &[String]) {
+    if let Err(err) = filter::Diff::compile(keep) {
+        let mut at: Vec<&str> = loc.to_vec();
+        at.extend(err.location.iter().map(String::as_str));
+        problems.push(ValidationErrorItem::new(&at, err.message));
+    }
+}

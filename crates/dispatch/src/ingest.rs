@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use model::{AppId, DeliveryId, Message, MessageId, Trigger};
-use store::{Inserted, NewDelivery, NewMessage};
+use model::{AppId, DeliveryId, EntityRef, Message, MessageId, Trigger};
+use store::{Deliveries, Inserted, NewDelivery, NewMessage};
 
-use crate::fanout::{event_document, fanout};
+use crate::fanout::{document_of, fanout};
 use crate::worker::{Dispatcher, Job};
 
 /// A message to publish, validated by the caller.
@@ -21,6 +21,8 @@ pub struct Publish {
     pub tags: Option<Vec<String>>,
     /// The party that caused the event (see `Endpoint::party`).
     pub origin: Option<String>,
+    /// The entity the message is about (see `Message::entity`).
+    pub entity: Option<EntityRef>,
     pub idempotency_key: Option<String>,
 }
 
@@ -32,17 +34,6 @@ pub struct Ingested {
     pub created: bool,
     /// Deliveries created (endpoints the message goes to).
     pub deliveries: usize,
-}
-
-/// The filter document of a message. Its payload was validated as a JSON object at the API.
-pub(crate) fn document_of(message: &Message) -> serde_json::Value {
-    let payload = serde_json::from_str(&message.payload).unwrap_or(serde_json::Value::Null);
-    event_document(
-        &message.event_type,
-        message.channels.as_deref(),
-        message.tags.as_deref(),
-        payload,
-    )
 }
 
 impl Dispatcher {
@@ -59,14 +50,21 @@ impl Dispatcher {
             channels: publish.channels,
             tags: publish.tags,
             origin: publish.origin,
+            entity: publish.entity,
+            previous: None,
             created_at: now,
         };
         let endpoints = shared.store.app_endpoints(&message.app_id).await?;
-        // The event document is built only if an endpoint has a filter to show it to.
+        // A message about an entity is fanned out against the entity's previous snapshot,
+        // which only the store's write knows: the endpoints that subscribe to it are
+        // picked here, and their rules are applied inside the write. Memory is reserved
+        // for all of them and given back for those that do not pass.
+        let entity = message.entity.is_some();
         let mut document: Option<serde_json::Value> = None;
         let targets = fanout(&endpoints, &message, |ep| {
             let rules = shared.rules.get(ep);
-            !rules.can_refuse()
+            entity
+                || !rules.can_refuse()
                 || rules.passes(document.get_or_insert_with(|| document_of(&message)))
         });
         let n = targets.len();
@@ -75,24 +73,56 @@ impl Dispatcher {
         let queued = n > 0 && shared.try_reserve(n);
         let leased_until = queued
             .then(|| now + chrono::Duration::from_std(shared.config.lease).unwrap_or_default());
-        let deliveries: Vec<NewDelivery> = targets
-            .iter()
-            .map(|ep| NewDelivery {
-                id: DeliveryId::generate(),
-                endpoint_id: ep.id.clone(),
-                leased_until,
-            })
-            .collect();
+        let deliveries = if entity {
+            let candidates: Vec<_> = targets
+                .iter()
+                .map(|ep| (ep.id.clone(), shared.rules.get(ep)))
+                .collect();
+            let document = document_of(&message);
+            Deliveries::FromPrevious(Box::new(move |previous| {
+                let mut document = document;
+                if let Some(previous) = previous {
+                    document["previous"] =
+                        serde_json::from_str(previous).unwrap_or(serde_json::Value::Null);
+                }
+                candidates
+                    .into_iter()
+                    .filter(|(_, rules)| !rules.can_refuse() || rules.passes(&document))
+                    .map(|(endpoint_id, _)| NewDelivery {
+                        id: DeliveryId::generate(),
+                        endpoint_id,
+                        leased_until,
+                    })
+                    .collect()
+            }))
+        } else {
+            Deliveries::Known(
+                targets
+                    .iter()
+                    .map(|ep| NewDelivery {
+                        id: DeliveryId::generate(),
+                        endpoint_id: ep.id.clone(),
+                        leased_until,
+                    })
+                    .collect(),
+            )
+        };
         let inserted = shared
             .store
             .insert_message(NewMessage {
                 message: message.clone(),
-                deliveries: deliveries.clone(),
+                deliveries,
                 idempotency_key: publish.idempotency_key,
             })
             .await;
         match inserted {
-            Ok(Inserted::Created) => {
+            Ok(Inserted::Created {
+                previous,
+                deliveries,
+            }) => {
+                let mut message = message;
+                message.previous = previous;
+                let created = deliveries.len();
                 if queued {
                     let shared_msg = Arc::new(message.clone());
                     let jobs = deliveries.into_iter().map(|d| Job {
@@ -103,13 +133,13 @@ impl Dispatcher {
                         trigger: Trigger::Scheduled,
                     });
                     shared.enqueue(jobs, n);
-                } else if n > 0 {
+                } else if created > 0 {
                     self.wake();
                 }
                 Ok(Ingested {
                     message,
                     created: true,
-                    deliveries: n,
+                    deliveries: created,
                 })
             }
             Ok(Inserted::Existing(earlier)) => {
@@ -117,7 +147,7 @@ impl Dispatcher {
                     shared.unreserve(n);
                 }
                 Ok(Ingested {
-                    message: earlier,
+                    message: *earlier,
                     created: false,
                     deliveries: 0,
                 })

@@ -13,7 +13,7 @@ mod schedule;
 mod throttle;
 mod worker;
 
-pub use fanout::{event_document, fanout};
+pub use fanout::{Preview, RuleKind, event_document, fanout, preview};
 pub use ingest::{Ingested, Publish};
 pub use schedule::{NextStep, RetryPolicy, next_step};
 pub use worker::{Dispatcher, DispatcherConfig};

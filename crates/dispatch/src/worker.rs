@@ -20,7 +20,6 @@ use transport::Transports;
 
 use crate::attempt::{attempt, refused};
 use crate::fanout::CompiledRules;
-use crate::ingest::document_of;
 use crate::record::attempt_record;
 use crate::schedule::{RetryPolicy, next_step};
 use crate::throttle::Throttle;
@@ -43,6 +42,8 @@ pub struct DispatcherConfig {
     pub poll_batch: usize,
     /// On shutdown, attempts in flight get this long to finish.
     pub drain_timeout: Duration,
+    /// Entity snapshots not updated for this long are dropped.
+    pub entity_retention: Duration,
 }
 
 /// One delivery to attempt.
@@ -171,8 +172,8 @@ impl Dispatcher {
         let mut next_prune = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= next_prune {
-                next_prune += IDEMPOTENCY_PRUNE_EVERY;
-                shared.prune_idempotency_keys().await;
+                next_prune += PRUNE_EVERY;
+                shared.prune().await;
             }
             let full_batch = match shared.poll_once().await {
                 Ok(full) => full,
@@ -199,7 +200,7 @@ impl Dispatcher {
 
 /// Idempotency keys are honoured for this long after the first call.
 const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
-const IDEMPOTENCY_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Shared {
     /// Writes finished attempts in batches until `finish`, then flushes what is left.
@@ -248,14 +249,29 @@ impl Shared {
         }
     }
 
-    async fn prune_idempotency_keys(&self) {
+    /// Drops idempotency keys past their window and entity snapshots past retention.
+    async fn prune(&self) {
+        let now = self.clock.now();
         match self
             .store
-            .prune_idempotency_keys(self.clock.now() - IDEMPOTENCY_WINDOW)
+            .prune_idempotency_keys(now - IDEMPOTENCY_WINDOW)
             .await
         {
             Ok(n) => tracing::debug!(pruned = n, "idempotency keys pruned"),
             Err(err) => tracing::warn!(error = %err, "pruning idempotency keys failed"),
+        }
+        let retention = chrono::Duration::from_std(self.config.entity_retention)
+            .unwrap_or(chrono::Duration::MAX);
+        match self
+            .store
+            .prune_entities(
+                now.checked_sub_signed(retention)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            )
+            .await
+        {
+            Ok(n) => tracing::debug!(pruned = n, "entity snapshots past retention dropped"),
+            Err(err) => tracing::warn!(error = %err, "pruning entity snapshots failed"),
         }
     }
 
@@ -405,15 +421,8 @@ impl Shared {
         } else if rules.invalid {
             refused("the endpoint's filter or transform is invalid".to_owned())
         } else {
-            let payload = match &rules.transform {
-                None => None,
-                Some(transform) => {
-                    let mut document = document_of(&job.message);
-                    transform.apply(&mut document);
-                    Some(document["payload"].to_string())
-                }
-            };
-            let payload = payload.as_deref().unwrap_or(&job.message.payload);
+            let body = rules.body(&job.message);
+            let payload = body.as_deref().unwrap_or(&job.message.payload);
             attempt(
                 &self.transports,
                 endpoint,

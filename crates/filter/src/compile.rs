@@ -71,10 +71,13 @@ pub(crate) fn node(filter: &Value, at: &mut Vec<String>) -> Result<Node, FilterE
                 }
             }
             "$not" => Node::Not(Box::new(node(value, at)?)),
+            "$changed" => changed(value, at)?,
             op if op.starts_with('$') => {
                 return Err(error(
                     at,
-                    format!("unknown logical operator `{op}`; use $and, $or or $not, or a path"),
+                    format!(
+                        "unknown logical operator `{op}`; use $and, $or, $not or $changed, or a path"
+                    ),
                 ));
             }
             path => field(path, value, at)?,
@@ -87,6 +90,25 @@ pub(crate) fn node(filter: &Value, at: &mut Vec<String>) -> Result<Node, FilterE
     } else {
         Node::All(all)
     })
+}
+
+/// `$changed` compares a payload value with the same one in `previous`, which holds only the
+/// payload; so the path must lead into the payload, and to something inside it.
+fn changed(value: &Value, at: &[String]) -> Result<Node, FilterError> {
+    let path: Option<Vec<String>> = value
+        .as_str()
+        .map(|p| p.split('.').map(str::to_owned).collect());
+    match path {
+        Some(path)
+            if path.len() >= 2 && path[0] == "payload" && path.iter().all(|s| !s.is_empty()) =>
+        {
+            Ok(Node::Changed(path))
+        }
+        _ => Err(error(
+            at,
+            "`$changed` takes a dotted path inside the payload, such as \"payload.status\"",
+        )),
+    }
 }
 
 fn field(path: &str, value: &Value, at: &[String]) -> Result<Node, FilterError> {

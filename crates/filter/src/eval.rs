@@ -12,6 +12,10 @@ pub(crate) fn node(node: &Node, event: &Value) -> bool {
         Node::Any(nodes) => nodes.iter().any(|n| self::node(n, event)),
         Node::Not(inner) => !self::node(inner, event),
         Node::Field { path, test } => field(resolve(event, path), test),
+        Node::Changed(path) => match event.get("previous") {
+            None | Some(Value::Null) => true,
+            Some(previous) => resolve(event, path) != resolve(previous, &path[1..]),
+        },
     }
 }
 

@@ -10,8 +10,17 @@
 //! `$eq $neq $in $nin $gt $gte $lt $lte $exist $regex $startsWith $endsWith`.
 //! When the value at a path is a list, `$eq`/`$in` hold if any element matches and
 //! `$neq`/`$nin` hold if no element does (so `{"channels": "eu"}` means "in channel eu").
+//!
+//! `{"$changed": "payload.status"}` is a condition on the entity's earlier snapshot, which
+//! the event document carries as `previous` (the previous payload): it holds when the value
+//! at `payload.status` differs (`==` on JSON values, so `1` and `1.0` differ) from the one
+//! at `previous.status`, or when there is no `previous` (absent or null: a first snapshot
+//! is all change). Missing on one side only is a change; missing on both is not.
+//!
+//! `Diff` (`diff.rs`) computes what changed between two payload snapshots.
 
 mod compile;
+mod diff;
 mod eval;
 mod transform;
 
@@ -19,6 +28,7 @@ use regex::Regex;
 use serde_json::Value;
 
 pub use compile::FilterError;
+pub use diff::Diff;
 pub use transform::Transform;
 
 /// A validated filter, ready to evaluate.
@@ -30,7 +40,13 @@ enum Node {
     All(Vec<Node>),
     Any(Vec<Node>),
     Not(Box<Node>),
-    Field { path: Vec<String>, test: Test },
+    Field {
+        path: Vec<String>,
+        test: Test,
+    },
+    /// `$changed`: the full path (`payload` first); its counterpart under `previous` is the
+    /// same path without that first segment.
+    Changed(Vec<String>),
 }
 
 #[derive(Debug, Clone)]

@@ -181,6 +181,175 @@ fn invalid_filters_name_the_path() {
     invalid(json!(["a"]), &[], "JSON object");
 }
 
+/// The event document of an update, with the entity's previous payload when it had one.
+fn update(payload: Value, previous: Option<Value>) -> Value {
+    let mut doc = event(payload);
+    if let Some(previous) = previous {
+        doc["previous"] = previous;
+    }
+    doc
+}
+
+#[test]
+fn changed_compares_with_the_previous_snapshot() {
+    let status = json!({"$changed": "payload.status"});
+    let nested = json!({"$changed": "payload.a.b"});
+    for (filter, payload, previous, expect) in [
+        // No earlier snapshot: everything is new.
+        (&status, json!({"status": "final"}), None, true),
+        (&status, json!({"status": "final"}), Some(Value::Null), true),
+        (&status, json!({}), None, true),
+        (
+            &status,
+            json!({"status": "final"}),
+            Some(json!({"status": "final"})),
+            false,
+        ),
+        (
+            &status,
+            json!({"status": "final"}),
+            Some(json!({"status": "arrived"})),
+            true,
+        ),
+        (
+            &status,
+            json!({"status": 1}),
+            Some(json!({"status": 1.0})),
+            true,
+        ),
+        (
+            &status,
+            json!({"status": "final", "x": 1}),
+            Some(json!({"status": "final", "x": 2})),
+            false,
+        ),
+        // Missing on one side is a change, on both sides is not.
+        (&status, json!({"status": "final"}), Some(json!({})), true),
+        (&status, json!({}), Some(json!({"status": "final"})), true),
+        (&status, json!({"status": null}), Some(json!({})), true),
+        (&status, json!({}), Some(json!({})), false),
+        (
+            &nested,
+            json!({"a": {"b": 1, "c": 1}}),
+            Some(json!({"a": {"b": 1, "c": 2}})),
+            false,
+        ),
+        (
+            &nested,
+            json!({"a": {"b": 2}}),
+            Some(json!({"a": {"b": 1}})),
+            true,
+        ),
+        (
+            &nested,
+            json!({"a": {"b": [1, 2]}}),
+            Some(json!({"a": {"b": [2, 1]}})),
+            true,
+        ),
+        (
+            &nested,
+            json!({"a": "flat"}),
+            Some(json!({"a": {"b": 1}})),
+            true,
+        ),
+        (&nested, json!({"a": {}}), Some(json!({"a": "flat"})), false),
+    ] {
+        let compiled = Filter::compile(filter).expect("valid");
+        let doc = update(payload, previous);
+        assert_eq!(compiled.matches(&doc), expect, "{filter} on {doc}");
+    }
+}
+
+#[test]
+fn changed_combines_like_any_condition() {
+    let same = Some(json!({"status": "final", "amount": 10}));
+    let moved = Some(json!({"status": "arrived", "amount": 10}));
+    let p = || json!({"status": "final", "amount": 10});
+    for (filter, previous, expect) in [
+        (json!({"$not": {"$changed": "payload.status"}}), &same, true),
+        (
+            json!({"$not": {"$changed": "payload.status"}}),
+            &moved,
+            false,
+        ),
+        (
+            json!({"$not": {"$changed": "payload.status"}}),
+            &None,
+            false,
+        ),
+        // Became final: changed, and final now.
+        (
+            json!({"$changed": "payload.status", "payload.status": "final"}),
+            &moved,
+            true,
+        ),
+        (
+            json!({"$changed": "payload.status", "payload.status": "final"}),
+            &same,
+            false,
+        ),
+        (
+            json!({"$and": [{"$changed": "payload.status"}, {"previous.status": "arrived"}]}),
+            &moved,
+            true,
+        ),
+        (
+            json!({"$and": [{"$changed": "payload.status"}, {"payload.amount": {"$gt": 10}}]}),
+            &moved,
+            false,
+        ),
+        (
+            json!({"$or": [{"$changed": "payload.status"}, {"$changed": "payload.amount"}]}),
+            &same,
+            false,
+        ),
+        (
+            json!({"$or": [{"$changed": "payload.status"}, {"$changed": "payload.amount"}]}),
+            &moved,
+            true,
+        ),
+    ] {
+        let compiled = Filter::compile(&filter).expect("valid");
+        let doc = update(p(), previous.clone());
+        assert_eq!(compiled.matches(&doc), expect, "{filter} on {doc}");
+    }
+}
+
+#[test]
+fn invalid_changed_names_the_operator() {
+    let expected = "dotted path inside the payload";
+    invalid(json!({"$changed": 1}), &["$changed"], expected);
+    invalid(
+        json!({"$changed": ["payload.status"]}),
+        &["$changed"],
+        expected,
+    );
+    invalid(json!({"$changed": ""}), &["$changed"], expected);
+    invalid(json!({"$changed": "payload"}), &["$changed"], expected);
+    invalid(json!({"$changed": "payload."}), &["$changed"], expected);
+    invalid(
+        json!({"$changed": "payload..status"}),
+        &["$changed"],
+        expected,
+    );
+    invalid(json!({"$changed": "status"}), &["$changed"], expected);
+    invalid(
+        json!({"$changed": "previous.status"}),
+        &["$changed"],
+        expected,
+    );
+    invalid(
+        json!({"$and": [{"$changed": "eventType"}]}),
+        &["$and", "0", "$changed"],
+        expected,
+    );
+    invalid(
+        json!({"$not": {"$or": [{"a": 1}, {"$changed": "payload"}]}}),
+        &["$not", "$or", "1", "$changed"],
+        expected,
+    );
+}
+
 #[track_caller]
 fn transformed(spec: Value, payload: Value, expect: Value) {
     let t = Transform::compile(&spec).unwrap_or_else(|e| panic!("{spec} is valid: {e}"));

@@ -79,6 +79,9 @@ pub(crate) struct ServeArgs {
     /// How long attempts in flight may take to finish on shutdown [default: 10s].
     #[arg(long, env = "HERALD_DRAIN_TIMEOUT")]
     pub(crate) drain_timeout: Option<String>,
+    /// Entity snapshots not updated for this long are dropped [default: 30d].
+    #[arg(long, env = "HERALD_ENTITY_RETENTION")]
+    pub(crate) entity_retention: Option<String>,
     /// Log filter, e.g. `info` or `herald=debug,info` [default: info].
     #[arg(long, env = "HERALD_LOG")]
     pub(crate) log: Option<String>,

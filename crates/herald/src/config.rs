@@ -27,6 +27,7 @@ pub(crate) struct Settings {
     pub(crate) max_queued: usize,
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
+    pub(crate) entity_retention: Duration,
     pub(crate) log: String,
 }
 
@@ -46,6 +47,7 @@ const KEYS: &[&str] = &[
     "max_queued",
     "poll_interval",
     "drain_timeout",
+    "entity_retention",
     "log",
 ];
 
@@ -145,6 +147,11 @@ impl Settings {
                 "drain_timeout",
                 raw("drain_timeout", &args.drain_timeout),
                 "10s",
+            )?,
+            entity_retention: duration(
+                "entity_retention",
+                raw("entity_retention", &args.entity_retention),
+                "30d",
             )?,
             log: raw("log", &args.log).unwrap_or_else(|| "info".into()),
         })

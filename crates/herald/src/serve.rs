@@ -92,6 +92,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             poll_interval: settings.poll_interval,
             poll_batch: 1000,
             drain_timeout: settings.drain_timeout,
+            entity_retention: settings.entity_retention,
         },
     );
     let router = api::router(

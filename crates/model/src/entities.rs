@@ -96,6 +96,11 @@ pub struct Endpoint {
     /// The party this endpoint belongs to: it never receives a message whose `origin` is
     /// the same party (no echo to the sender).
     pub party: Option<String>,
+    /// Whether deliveries carry the whole payload or what changed since the entity's
+    /// previous snapshot.
+    pub payload_mode: PayloadMode,
+    /// Payload paths always sent in a diff (identity keys such as `guid`).
+    pub diff_keep: Vec<String>,
     pub secret: Secret,
     pub retired_secrets: Vec<RetiredSecret>,
     pub created_at: DateTime<Utc>,
@@ -131,6 +136,34 @@ impl Method {
             "PATCH" => Self::Patch,
             "DELETE" => Self::Delete,
             "GET" => Self::Get,
+            _ => return None,
+        })
+    }
+}
+
+/// What a delivery carries of the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadMode {
+    /// The payload (transformed, if the endpoint has a transform).
+    #[default]
+    Full,
+    /// For a message about an entity with a previous snapshot: only what changed
+    /// (`filter::Diff`); nothing is delivered when nothing changed.
+    Diff,
+}
+
+impl PayloadMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Diff => "diff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "full" => Self::Full,
+            "diff" => Self::Diff,
             _ => return None,
         })
     }
@@ -217,7 +250,22 @@ pub struct Message {
     pub tags: Option<Vec<String>>,
     /// The party that caused the event; endpoints of the same `party` do not receive it.
     pub origin: Option<String>,
+    /// The entity the message is about, whose last payload Herald keeps as its snapshot.
+    pub entity: Option<EntityRef>,
+    /// The entity's snapshot when the message was accepted (the payload of the previous
+    /// message about it), if there was one. Set by the store, in the transaction that
+    /// stores the message and makes its payload the new snapshot.
+    pub previous: Option<Arc<str>>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Which entity a message is about: per application, an id, optionally within a type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityRef {
+    pub entity_type: Option<String>,
+    pub id: String,
+    /// The entity is gone: the message is delivered, then the snapshot is dropped.
+    pub deleted: bool,
 }
 
 /// Svix's `MessageStatus`, used for deliveries and attempts.

@@ -12,8 +12,8 @@ use model::{
 };
 
 use crate::{
-    AttemptFilter, AttemptRecord, DeliveryFilter, DeliveryUpdate, Inserted, MessageFilter,
-    NewDelivery, NewMessage, Order, Page, Store, StoreError,
+    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DeliveryUpdate, Inserted,
+    MessageFilter, NewDelivery, NewMessage, Order, Page, Store, StoreError,
 };
 
 /// Runs every check against `store`, which must be empty. Panics on the first failure.
@@ -22,6 +22,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     event_types(&*store).await;
     endpoints(&*store).await;
     messages_and_deliveries(&*store).await;
+    entity_snapshots(&*store).await;
 }
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -68,6 +69,8 @@ fn endpoint(app: &AppId, url: &str) -> Endpoint {
         method: model::Method::Post,
         envelope: model::Envelope::Raw,
         party: None,
+        payload_mode: model::PayloadMode::Full,
+        diff_keep: Vec::new(),
         secret: Secret::from_string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
         retired_secrets: Vec::new(),
         created_at: t(0),
@@ -85,6 +88,8 @@ fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Message {
         channels: Some(vec!["eu".into()]),
         tags: None,
         origin: Some("acct-1".into()),
+        entity: None,
+        previous: None,
         created_at: at,
     }
 }
@@ -295,7 +300,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
     let inserted = store
         .insert_message(NewMessage {
             message: m.clone(),
-            deliveries: vec![
+            deliveries: Deliveries::Known(vec![
                 NewDelivery {
                     id: DeliveryId::generate(),
                     endpoint_id: e1.id.clone(),
@@ -306,12 +311,15 @@ async fn messages_and_deliveries(store: &dyn Store) {
                     endpoint_id: e2.id.clone(),
                     leased_until: None,
                 },
-            ],
+            ]),
             idempotency_key: Some("key-1".into()),
         })
         .await
         .unwrap();
-    assert!(matches!(inserted, Inserted::Created));
+    assert!(matches!(
+        inserted,
+        Inserted::Created { previous: None, ref deliveries } if deliveries.len() == 2
+    ));
     let stored = store
         .get_message(&a.id, m.id.as_str())
         .await
@@ -331,7 +339,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
     let again = store
         .insert_message(NewMessage {
             message: message(&a.id, None, t(11)),
-            deliveries: vec![],
+            deliveries: Deliveries::Known(vec![]),
             idempotency_key: Some("key-1".into()),
         })
         .await
@@ -343,11 +351,11 @@ async fn messages_and_deliveries(store: &dyn Store) {
         store
             .insert_message(NewMessage {
                 message: dup.clone(),
-                deliveries: vec![NewDelivery {
+                deliveries: Deliveries::Known(vec![NewDelivery {
                     id: DeliveryId::generate(),
                     endpoint_id: e1.id.clone(),
                     leased_until: None,
-                }],
+                }]),
                 idempotency_key: Some("key-2".into()),
             })
             .await,
@@ -554,11 +562,11 @@ async fn messages_and_deliveries(store: &dyn Store) {
         store
             .insert_message(NewMessage {
                 message: fresh,
-                deliveries: vec![],
+                deliveries: Deliveries::Known(vec![]),
                 idempotency_key: Some("key-1".into()),
             })
             .await,
-        Ok(Inserted::Created)
+        Ok(Inserted::Created { .. })
     ));
 
     // Deleting the application removes everything of it.
@@ -578,4 +586,114 @@ async fn messages_and_deliveries(store: &dyn Store) {
             .is_empty()
     );
     let _ = Duration::zero();
+}
+
+/// Entity snapshots: each message about an entity sees the payload of the one stored
+/// before it, the deliveries are decided from that snapshot inside the same write, a
+/// deletion drops the snapshot, and pruning drops old ones.
+async fn entity_snapshots(store: &dyn Store) {
+    let a = store.create_app(app(Some("entities"))).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    let about = |id: &str, kind: Option<&str>, deleted: bool, payload: &str, at: i64| {
+        let mut m = message(&a.id, None, t(at));
+        m.payload = Arc::from(payload);
+        m.entity = Some(model::EntityRef {
+            entity_type: kind.map(str::to_owned),
+            id: id.to_owned(),
+            deleted,
+        });
+        m
+    };
+    let insert = |m: Message| {
+        let endpoint_id = e.id.clone();
+        async move {
+            let seen = Arc::new(std::sync::Mutex::new(None));
+            let seen_in = seen.clone();
+            let inserted = store
+                .insert_message(NewMessage {
+                    message: m.clone(),
+                    // Deliver only when the payload differs from the snapshot.
+                    deliveries: Deliveries::FromPrevious(Box::new(move |previous| {
+                        *seen_in.lock().unwrap() = previous.map(str::to_owned);
+                        if previous == Some(&*m.payload) {
+                            Vec::new()
+                        } else {
+                            vec![NewDelivery {
+                                id: DeliveryId::generate(),
+                                endpoint_id,
+                                leased_until: None,
+                            }]
+                        }
+                    })),
+                    idempotency_key: None,
+                })
+                .await
+                .unwrap();
+            let Inserted::Created {
+                previous,
+                deliveries,
+            } = inserted
+            else {
+                panic!("created")
+            };
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(
+                previous.as_deref(),
+                seen.as_deref(),
+                "decided on the same snapshot"
+            );
+            (previous.map(|p| p.to_string()), deliveries.len())
+        }
+    };
+
+    assert_eq!(
+        insert(about("c-1", None, false, r#"{"s":"new"}"#, 1)).await,
+        (None, 1)
+    );
+    let m2 = about("c-1", None, false, r#"{"s":"arrived"}"#, 2);
+    assert_eq!(insert(m2.clone()).await, (Some(r#"{"s":"new"}"#.into()), 1));
+    // The same payload again: the decision sees it and creates no delivery.
+    assert_eq!(
+        insert(about("c-1", None, false, r#"{"s":"arrived"}"#, 3)).await,
+        (Some(r#"{"s":"arrived"}"#.into()), 0)
+    );
+    // Another type with the same id is another entity.
+    assert_eq!(
+        insert(about("c-1", Some("order"), false, r#"{"s":"x"}"#, 4)).await,
+        (None, 1)
+    );
+    // The previous snapshot is kept with the message.
+    let stored = store
+        .get_message(&a.id, m2.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.previous.as_deref(), Some(r#"{"s":"new"}"#));
+    assert_eq!(stored.entity, m2.entity);
+
+    // Deletion: delivered with its previous snapshot, then the snapshot is gone.
+    assert_eq!(
+        insert(about("c-1", None, true, r#"{"s":"gone"}"#, 5)).await,
+        (Some(r#"{"s":"arrived"}"#.into()), 1)
+    );
+    assert_eq!(
+        insert(about("c-1", None, false, r#"{"s":"new"}"#, 6)).await,
+        (None, 1)
+    );
+
+    // Pruning drops snapshots not updated since the cut-off: c-1 was updated at 6, the
+    // `order` entity at 4.
+    assert_eq!(store.prune_entities(t(5)).await.unwrap(), 1);
+    assert_eq!(
+        insert(about("c-1", Some("order"), false, r#"{"s":"y"}"#, 7)).await,
+        (None, 1)
+    );
+    assert_eq!(
+        insert(about("c-1", None, false, r#"{"s":"z"}"#, 8)).await,
+        (Some(r#"{"s":"new"}"#.into()), 1)
+    );
+    store.delete_app(&a.id).await.unwrap();
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use model::{
-    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EventType,
-    Message, MessageId, Status,
+    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EntityRef,
+    EventType, Message, MessageId, Status,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -24,8 +24,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use self::rows::{json, ms};
 use self::writer::{Writer, backend};
 use crate::{
-    AttemptFilter, AttemptRecord, DeliveryFilter, DueDelivery, Inserted, MessageFilter, NewMessage,
-    Order, Page, Result, StatusCounts, Store, StoreError,
+    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DueDelivery, Inserted, MessageFilter,
+    NewMessage, Order, Page, Result, StatusCounts, Store, StoreError,
 };
 
 /// Settings of the embedded store.
@@ -274,7 +274,52 @@ fn endpoint_params(ep: &Endpoint) -> Vec<Value> {
         ep.envelope.as_str().to_owned().into(),
         ep.party.clone().into(),
         ep.transform.as_ref().map(|t| t.to_string()).into(),
+        ep.payload_mode.as_str().to_owned().into(),
+        (!ep.diff_keep.is_empty())
+            .then(|| json(&ep.diff_keep))
+            .into(),
     ]
+}
+
+/// Makes `message`'s payload the entity's snapshot (or drops the snapshot, when the
+/// message says the entity was deleted) and returns the snapshot it replaces.
+fn replace_snapshot(
+    conn: &Connection,
+    message: &Message,
+    entity: &EntityRef,
+) -> Result<Option<Arc<str>>> {
+    let app = message.app_id.as_str();
+    let kind = entity.entity_type.as_deref().unwrap_or("");
+    let previous: Option<String> = conn
+        .prepare_cached(
+            "SELECT payload FROM entities WHERE app_id = ?1 AND entity_type = ?2 AND entity_id = ?3",
+        )
+        .and_then(|mut s| s.query_row([app, kind, &entity.id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    if entity.deleted {
+        conn.prepare_cached(
+            "DELETE FROM entities WHERE app_id = ?1 AND entity_type = ?2 AND entity_id = ?3",
+        )
+        .and_then(|mut s| s.execute([app, kind, &entity.id]))
+        .map_err(backend)?;
+    } else {
+        conn.prepare_cached(
+            "INSERT INTO entities (app_id, entity_type, entity_id, payload, msg_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (app_id, entity_type, entity_id) DO UPDATE SET payload = excluded.payload, msg_id = excluded.msg_id, updated_at = excluded.updated_at",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                app,
+                kind,
+                entity.id,
+                &*message.payload,
+                message.id.as_str(),
+                ms(message.created_at)
+            ])
+        })
+        .map_err(backend)?;
+    }
+    Ok(previous.map(Arc::from))
 }
 
 fn get_message_in(
@@ -394,6 +439,7 @@ impl Store for EmbeddedStore {
                     "endpoints",
                     "messages",
                     "idempotency_keys",
+                    "entities",
                     "deliveries",
                     "attempts",
                 ] {
@@ -519,7 +565,7 @@ impl Store for EmbeddedStore {
                     return Err(StoreError::NotFound);
                 }
                 let sql = format!(
-                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                     rows::ENDPOINT_COLUMNS
                 );
                 conn.execute(&sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
@@ -594,7 +640,7 @@ impl Store for EmbeddedStore {
         let endpoint = self
             .writer
             .write(move |conn| {
-                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17, name = ?18, method = ?19, envelope = ?20, party = ?21, transform = ?22 WHERE id = ?1 AND app_id = ?2";
+                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17, name = ?18, method = ?19, envelope = ?20, party = ?21, transform = ?22, payload_mode = ?23, diff_keep = ?24 WHERE id = ?1 AND app_id = ?2";
                 let changed = conn
                     .execute(sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
                     .map_err(conflict_or_backend("an endpoint with this uid already exists"))?;
@@ -635,9 +681,14 @@ impl Store for EmbeddedStore {
     async fn insert_message(&self, new: NewMessage) -> Result<Inserted> {
         self.writer
             .write(move |conn| {
-                let msg = &new.message;
-                let app = msg.app_id.as_str();
-                if let Some(key) = &new.idempotency_key {
+                let NewMessage {
+                    mut message,
+                    deliveries,
+                    idempotency_key,
+                } = new;
+                let app = message.app_id.as_str().to_owned();
+                let app = app.as_str();
+                if let Some(key) = &idempotency_key {
                     let earlier: Option<String> = conn
                         .prepare_cached(
                             "SELECT msg_id FROM idempotency_keys WHERE app_id = ?1 AND key = ?2",
@@ -648,16 +699,27 @@ impl Store for EmbeddedStore {
                         let message = get_message_in(conn, app, &earlier)
                             .map_err(backend)?
                             .ok_or(StoreError::NotFound)?;
-                        return Ok(Inserted::Existing(message));
+                        return Ok(Inserted::Existing(Box::new(message)));
                     }
                     conn.prepare_cached(
                         "INSERT INTO idempotency_keys (app_id, key, msg_id, created_at) VALUES (?1, ?2, ?3, ?4)",
                     )
-                    .and_then(|mut s| s.execute(params![app, key, msg.id.as_str(), ms(msg.created_at)]))
+                    .and_then(|mut s| s.execute(params![app, key, message.id.as_str(), ms(message.created_at)]))
                     .map_err(backend)?;
                 }
+                // The entity's snapshot is read and replaced in this transaction, in the
+                // writer's order: each message sees the one accepted just before it.
+                if let Some(entity) = &message.entity {
+                    message.previous = replace_snapshot(conn, &message, entity)?;
+                }
+                let deliveries = match deliveries {
+                    Deliveries::Known(deliveries) => deliveries,
+                    Deliveries::FromPrevious(decide) => decide(message.previous.as_deref()),
+                };
+                let msg = &message;
+                let entity = msg.entity.as_ref();
                 conn.prepare_cached(
-                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -669,7 +731,11 @@ impl Store for EmbeddedStore {
                         opt_json(&msg.channels),
                         opt_json(&msg.tags),
                         ms(msg.created_at),
-                        msg.origin
+                        msg.origin,
+                        entity.and_then(|e| e.entity_type.as_deref()),
+                        entity.map(|e| e.id.as_str()),
+                        entity.is_some_and(|e| e.deleted),
+                        msg.previous.as_deref(),
                     ])
                 })
                 .map_err(conflict_or_backend("a message with this eventId already exists"))?;
@@ -679,7 +745,7 @@ impl Store for EmbeddedStore {
                     )
                     .map_err(backend)?;
                 let created = ms(msg.created_at);
-                for d in &new.deliveries {
+                for d in &deliveries {
                     let (next, leased) = match d.leased_until {
                         Some(until) => (ms(until), true),
                         None => (created, false),
@@ -695,7 +761,10 @@ impl Store for EmbeddedStore {
                     ])
                     .map_err(backend)?;
                 }
-                Ok(Inserted::Created)
+                Ok(Inserted::Created {
+                    previous: message.previous,
+                    deliveries,
+                })
             })
             .await
     }
@@ -907,6 +976,20 @@ impl Store for EmbeddedStore {
                     .execute(
                         "DELETE FROM idempotency_keys WHERE created_at < ?1",
                         [ms(created_before)],
+                    )
+                    .map_err(backend)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn prune_entities(&self, updated_before: DateTime<Utc>) -> Result<u64> {
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "DELETE FROM entities WHERE updated_at < ?1",
+                        [ms(updated_before)],
                     )
                     .map_err(backend)?;
                 Ok(n as u64)

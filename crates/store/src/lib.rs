@@ -51,11 +51,33 @@ pub struct Page {
 }
 
 /// A message with its deliveries, to be stored in one transaction.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NewMessage {
     pub message: Message,
-    pub deliveries: Vec<NewDelivery>,
+    pub deliveries: Deliveries,
     pub idempotency_key: Option<String>,
+}
+
+/// The deliveries of a new message.
+pub enum Deliveries {
+    Known(Vec<NewDelivery>),
+    /// For a message about an entity, whose deliveries depend on the entity's previous
+    /// snapshot: called inside the transaction that reads and replaces the snapshot, with
+    /// that snapshot, so concurrent messages about one entity each see their predecessor.
+    /// It runs on the store's writer: keep it to the fan-out decision.
+    FromPrevious(Decide),
+}
+
+/// Decides a message's deliveries from its entity's previous snapshot.
+pub type Decide = Box<dyn FnOnce(Option<&str>) -> Vec<NewDelivery> + Send>;
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Known(deliveries) => f.debug_tuple("Known").field(deliveries).finish(),
+            Self::FromPrevious(_) => f.write_str("FromPrevious(..)"),
+        }
+    }
 }
 
 /// One delivery created at ingest.
@@ -71,9 +93,14 @@ pub struct NewDelivery {
 /// What `insert_message` did.
 #[derive(Debug, Clone)]
 pub enum Inserted {
-    Created,
+    /// Stored, with these deliveries; `previous` is the entity snapshot the message
+    /// replaced (always `None` for a message without an entity).
+    Created {
+        previous: Option<Arc<str>>,
+        deliveries: Vec<NewDelivery>,
+    },
     /// The idempotency key was seen before; this is the message it created then.
-    Existing(Message),
+    Existing(Box<Message>),
 }
 
 /// A delivery that is due, with its message, as leased by `lease_due`.
@@ -217,6 +244,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets idempotency keys recorded before `created_before`. Returns how many.
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64>;
+    /// Drops entity snapshots last updated before `updated_before`. Returns how many.
+    async fn prune_entities(&self, updated_before: DateTime<Utc>) -> Result<u64>;
 
     // Inspection.
     async fn list_attempts(

@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use model::destination;
-use model::{AppId, Application, Endpoint, EndpointId, Envelope, Method, RetiredSecret, Secret};
+use model::{
+    AppId, Application, Endpoint, EndpointId, Envelope, Method, PayloadMode, RetiredSecret, Secret,
+};
 use serde::{Deserialize, Serialize};
 use store::Order;
 use utoipa::{IntoParams, ToSchema};
@@ -52,6 +54,7 @@ fn check_extensions(
     transform: Option<&serde_json::Value>,
     name: Option<&String>,
     party: Option<&String>,
+    diff_keep: Option<&Vec<String>>,
 ) {
     if let Some(filter) = filter {
         validate::filter(problems, &["body", "filter"], filter);
@@ -65,17 +68,26 @@ fn check_extensions(
     if let Some(party) = party {
         validate::name(problems, &["body", "party"], party, 256);
     }
+    if let Some(keep) = diff_keep {
+        validate::diff_keep(problems, &["body", "diffKeep"], keep);
+    }
 }
 
-/// Options that only HTTP has, refused on an AMQP endpoint rather than silently ignored.
+/// Options that apply only together with another, refused rather than silently ignored.
 /// Checked on the endpoint as it would be stored, since a patch may change either side.
-fn check_transport(endpoint: &Endpoint) -> Result<(), ApiError> {
+fn check_combination(endpoint: &Endpoint) -> Result<(), ApiError> {
     if destination::is_amqp(&endpoint.url) && endpoint.method != Method::Post {
-        return Err(ApiError::Validation(vec![ValidationErrorItem::new(
+        return Err(ApiError::invalid(
             &["body", "method"],
             "an AMQP endpoint publishes messages; `method` applies to HTTP endpoints only \
              (leave it out or use POST)",
-        )]));
+        ));
+    }
+    if !endpoint.diff_keep.is_empty() && endpoint.payload_mode != PayloadMode::Diff {
+        return Err(ApiError::invalid(
+            &["body", "diffKeep"],
+            "applies to diff endpoints only: set `payload` to `diff`",
+        ));
     }
     Ok(())
 }
@@ -111,6 +123,32 @@ impl From<Method> for MethodDto {
             Method::Patch => MethodDto::Patch,
             Method::Delete => MethodDto::Delete,
             Method::Get => MethodDto::Get,
+        }
+    }
+}
+
+/// What deliveries carry of the payload.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PayloadDto {
+    Full,
+    Diff,
+}
+
+impl From<PayloadDto> for PayloadMode {
+    fn from(p: PayloadDto) -> Self {
+        match p {
+            PayloadDto::Full => PayloadMode::Full,
+            PayloadDto::Diff => PayloadMode::Diff,
+        }
+    }
+}
+
+impl From<PayloadMode> for PayloadDto {
+    fn from(p: PayloadMode) -> Self {
+        match p {
+            PayloadMode::Full => PayloadDto::Full,
+            PayloadMode::Diff => PayloadDto::Diff,
         }
     }
 }
@@ -198,6 +236,13 @@ struct EndpointIn {
     /// whose `origin` is that party.
     #[serde(default)]
     party: Option<String>,
+    /// Herald extension: `full` (default) or `diff`: for a message about an entity, only
+    /// what changed since its previous snapshot (nothing is sent when nothing changed).
+    #[serde(default)]
+    payload: Option<PayloadDto>,
+    /// Herald extension: payload paths always sent in a diff (identity keys, e.g. `guid`).
+    #[serde(default)]
+    diff_keep: Option<Vec<String>>,
 }
 
 /// The fields shared by create and update, checked the same way.
@@ -259,6 +304,7 @@ impl Validate for EndpointIn {
             self.transform.as_ref(),
             self.name.as_ref(),
             self.party.as_ref(),
+            self.diff_keep.as_ref(),
         );
         problems
     }
@@ -308,6 +354,13 @@ struct EndpointUpdate {
     /// whose `origin` is that party.
     #[serde(default)]
     party: Option<String>,
+    /// Herald extension: `full` (default) or `diff`: for a message about an entity, only
+    /// what changed since its previous snapshot (nothing is sent when nothing changed).
+    #[serde(default)]
+    payload: Option<PayloadDto>,
+    /// Herald extension: payload paths always sent in a diff (identity keys, e.g. `guid`).
+    #[serde(default)]
+    diff_keep: Option<Vec<String>>,
 }
 
 impl EndpointIn {
@@ -335,6 +388,8 @@ impl EndpointIn {
             method: self.method,
             envelope: self.envelope,
             party: self.party,
+            payload: self.payload,
+            diff_keep: self.diff_keep,
         };
         (update, self.secret, self.headers)
     }
@@ -358,6 +413,8 @@ impl EndpointUpdate {
         endpoint.method = self.method.map(Into::into).unwrap_or_default();
         endpoint.envelope = self.envelope.map(Into::into).unwrap_or_default();
         endpoint.party = self.party;
+        endpoint.payload_mode = self.payload.map(Into::into).unwrap_or_default();
+        endpoint.diff_keep = self.diff_keep.unwrap_or_default();
         endpoint.updated_at = now;
     }
 }
@@ -385,6 +442,8 @@ fn new_endpoint(app: AppId, secret: Option<String>, now: DateTime<Utc>) -> Endpo
         method: Method::Post,
         envelope: Envelope::Raw,
         party: None,
+        payload_mode: PayloadMode::Full,
+        diff_keep: Vec::new(),
         created_at: now,
         updated_at: now,
     }
@@ -408,6 +467,7 @@ impl Validate for EndpointUpdate {
             self.transform.as_ref(),
             self.name.as_ref(),
             self.party.as_ref(),
+            self.diff_keep.as_ref(),
         );
         problems
     }
@@ -456,6 +516,11 @@ struct EndpointPatch {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     party: Patch<String>,
+    #[serde(default)]
+    payload: Option<PayloadDto>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    diff_keep: Patch<Vec<String>>,
 }
 
 impl Validate for EndpointPatch {
@@ -494,6 +559,7 @@ impl Validate for EndpointPatch {
             self.transform.value(),
             self.name.value(),
             self.party.value(),
+            self.diff_keep.value(),
         );
         problems
     }
@@ -520,6 +586,8 @@ pub(crate) struct EndpointOut {
     method: MethodDto,
     envelope: EnvelopeDto,
     party: Option<String>,
+    payload: PayloadDto,
+    diff_keep: Vec<String>,
     #[serde(serialize_with = "crate::time::serialize")]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::serialize")]
@@ -545,6 +613,8 @@ impl From<Endpoint> for EndpointOut {
             method: ep.method.into(),
             envelope: ep.envelope.into(),
             party: ep.party,
+            payload: ep.payload_mode.into(),
+            diff_keep: ep.diff_keep,
             created_at: ep.created_at,
             updated_at: ep.updated_at,
         }
@@ -739,7 +809,7 @@ async fn create_endpoint(
     let mut endpoint = new_endpoint(app.id, secret, now);
     endpoint.headers = headers.unwrap_or_default();
     fields.apply(&mut endpoint, now);
-    check_transport(&endpoint)?;
+    check_combination(&endpoint)?;
     let endpoint = state.store.create_endpoint(endpoint).await?;
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
@@ -775,7 +845,7 @@ async fn update_endpoint(
     if created && endpoint.uid.is_none() && !EndpointId::looks_like(&endpoint_id) {
         endpoint.uid = Some(endpoint_id.clone());
     }
-    check_transport(&endpoint)?;
+    check_combination(&endpoint)?;
     if created {
         Ok((
             StatusCode::CREATED,
@@ -832,8 +902,14 @@ async fn patch_endpoint(
         endpoint.envelope = envelope.into();
     }
     patch.party.apply_opt(&mut endpoint.party);
+    if let Some(payload) = patch.payload {
+        endpoint.payload_mode = payload.into();
+    }
+    let mut keep = Some(std::mem::take(&mut endpoint.diff_keep));
+    patch.diff_keep.apply_opt(&mut keep);
+    endpoint.diff_keep = keep.unwrap_or_default();
     endpoint.updated_at = state.clock.now();
-    check_transport(&endpoint)?;
+    check_combination(&endpoint)?;
     Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
 }
 
@@ -1026,6 +1102,10 @@ struct FilterTestIn {
     channels: Option<Vec<String>>,
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// The entity's previous snapshot, to try `previous.…`, `$changed` and diffs.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    previous: Option<serde_json::Value>,
     /// The filter to try; the endpoint's own when absent.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -1051,11 +1131,16 @@ impl Validate for FilterTestIn {
 
 #[derive(Debug, Serialize, ToSchema)]
 struct FilterTestOut {
-    /// Whether the event would be delivered to this endpoint under the filter.
+    /// Whether the event would be delivered to this endpoint: the filter holds and, for a
+    /// diff endpoint, something changed.
     matches: bool,
     /// The document the filter saw (after the transform).
     #[schema(value_type = Object)]
     event: serde_json::Value,
+    /// The payload the endpoint would receive (transformed, or the diff), before any
+    /// envelope.
+    #[schema(value_type = Object)]
+    body: serde_json::Value,
 }
 
 /// Herald extension: apply the transform and evaluate the filter (the endpoint's, or ones
@@ -1069,22 +1154,31 @@ async fn test_endpoint_filter(
     ValidJson(body): ValidJson<FilterTestIn>,
 ) -> ApiResult<Json<FilterTestOut>> {
     let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
-    let mut event = dispatch::event_document(
+    let document = dispatch::event_document(
         &body.event_type,
         body.channels.as_deref(),
         body.tags.as_deref(),
         body.payload,
+        body.previous,
     );
-    if let Some(raw) = body.transform.as_ref().or(endpoint.transform.as_ref()) {
-        filter::Transform::compile(raw)
-            .map_err(|e| ApiError::invalid(&["endpoint", "transform"], e.to_string()))?
-            .apply(&mut event);
-    }
-    let matches = match body.filter.as_ref().or(endpoint.filter.as_ref()) {
-        None => true,
-        Some(raw) => filter::Filter::compile(raw)
-            .map_err(|e| ApiError::invalid(&["endpoint", "filter"], e.to_string()))?
-            .matches(&event),
-    };
-    Ok(Json(FilterTestOut { matches, event }))
+    let diff_keep = (endpoint.payload_mode == PayloadMode::Diff).then_some(&endpoint.diff_keep[..]);
+    let preview = dispatch::preview(
+        body.filter.as_ref().or(endpoint.filter.as_ref()),
+        body.transform.as_ref().or(endpoint.transform.as_ref()),
+        diff_keep,
+        &document,
+    )
+    .map_err(|(kind, err)| {
+        let field = match kind {
+            dispatch::RuleKind::Filter => "filter",
+            dispatch::RuleKind::Transform => "transform",
+            dispatch::RuleKind::DiffKeep => "diffKeep",
+        };
+        ApiError::invalid(&["endpoint", field], err.to_string())
+    })?;
+    Ok(Json(FilterTestOut {
+        matches: preview.matches,
+        event: preview.event,
+        body: preview.body,
+    }))
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use dispatch::Publish;
-use model::{Application, Message};
+use model::{Application, EntityRef, Message};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use store::{MessageFilter, Order, StoreError};
@@ -49,6 +49,18 @@ struct MessageIn {
     /// same do not receive it.
     #[serde(default)]
     origin: Option<String>,
+    /// Herald extension: the entity this message is about (e.g. a case's guid). Herald
+    /// keeps the last payload per entity as its snapshot; endpoints can filter on
+    /// `previous.…`, test `$changed`, and receive diffs.
+    #[serde(default)]
+    entity_id: Option<String>,
+    /// Herald extension: the entity's type; the same `entityId` in two types is two
+    /// entities.
+    #[serde(default)]
+    entity_type: Option<String>,
+    /// Herald extension: the entity is gone; its snapshot is dropped after this message.
+    #[serde(default)]
+    entity_deleted: Option<bool>,
     /// Creates the application when the path names one that does not exist.
     #[serde(default)]
     application: Option<ApplicationIn>,
@@ -76,6 +88,25 @@ impl Validate for MessageIn {
         if let Some(origin) = &self.origin {
             validate::name(&mut problems, &["body", "origin"], origin, 256);
         }
+        if let Some(entity_id) = &self.entity_id {
+            validate::non_empty(&mut problems, &["body", "entityId"], entity_id, 256);
+        }
+        if let Some(entity_type) = &self.entity_type {
+            validate::name(&mut problems, &["body", "entityType"], entity_type, 256);
+        }
+        if self.entity_id.is_none() {
+            for (field, given) in [
+                ("entityType", self.entity_type.is_some()),
+                ("entityDeleted", self.entity_deleted.is_some()),
+            ] {
+                if given {
+                    problems.push(ValidationErrorItem::new(
+                        &["body", field],
+                        "applies to a message about an entity: give `entityId` too",
+                    ));
+                }
+            }
+        }
         if let Some(app) = &self.application {
             app.check(&mut problems, "application");
         }
@@ -94,6 +125,12 @@ pub(crate) struct MessageOut {
     channels: Option<Vec<String>>,
     tags: Option<Vec<String>>,
     origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_type: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    entity_deleted: bool,
     #[serde(serialize_with = "crate::time::serialize")]
     timestamp: DateTime<Utc>,
 }
@@ -114,6 +151,9 @@ impl MessageOut {
             channels: message.channels.clone(),
             tags: message.tags.clone(),
             origin: message.origin.clone(),
+            entity_id: message.entity.as_ref().map(|e| e.id.clone()),
+            entity_type: message.entity.as_ref().and_then(|e| e.entity_type.clone()),
+            entity_deleted: message.entity.as_ref().is_some_and(|e| e.deleted),
             timestamp: message.created_at,
         }
     }
@@ -279,6 +319,11 @@ async fn create_message(
             channels: body.channels,
             tags: body.tags,
             origin: body.origin,
+            entity: body.entity_id.map(|id| EntityRef {
+                entity_type: body.entity_type,
+                id,
+                deleted: body.entity_deleted.unwrap_or(false),
+            }),
             idempotency_key,
         })
         .await

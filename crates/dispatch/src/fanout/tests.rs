@@ -29,6 +29,8 @@ fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool) -
         method: model::Method::Post,
         envelope: model::Envelope::Raw,
         party: None,
+        payload_mode: model::PayloadMode::Full,
+        diff_keep: Vec::new(),
         secret: Secret::from_string(String::new()),
         retired_secrets: vec![],
         created_at: Utc::now(),
@@ -46,6 +48,8 @@ fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
         channels: channels.map(|v| v.iter().map(|s| s.to_string()).collect()),
         tags: None,
         origin: None,
+        entity: None,
+        previous: None,
         created_at: Utc::now(),
     }
 }

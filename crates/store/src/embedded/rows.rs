@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use model::{
-    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, Envelope,
-    ErrorKind, EventType, Message, MessageId, Method, RetiredSecret, Secret, Status, Trigger,
+    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EntityRef,
+    Envelope, ErrorKind, EventType, Message, MessageId, Method, PayloadMode, RetiredSecret, Secret,
+    Status, Trigger,
 };
 use rusqlite::Row;
 
@@ -60,7 +61,7 @@ pub(crate) fn event_type(row: &Row<'_>) -> rusqlite::Result<EventType> {
     })
 }
 
-pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter, name, method, envelope, party, transform";
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter, name, method, envelope, party, transform, payload_mode, diff_keep";
 
 /// Retired secrets are stored as `[[secret, expires_ms], …]`.
 pub(crate) fn retired_json(retired: &[RetiredSecret]) -> String {
@@ -102,12 +103,14 @@ pub(crate) fn endpoint(row: &Row<'_>) -> rusqlite::Result<Endpoint> {
         envelope: Envelope::parse(&row.get::<_, String>(19)?).unwrap_or_default(),
         party: row.get(20)?,
         transform: parse_opt(row.get(21)?),
+        payload_mode: PayloadMode::parse(&row.get::<_, String>(22)?).unwrap_or_default(),
+        diff_keep: parse_opt(row.get(23)?).unwrap_or_default(),
     })
 }
 
-pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin";
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin, m.entity_type, m.entity_id, m.entity_deleted, m.previous";
 
-/// Reads a message from the 9 columns starting at `at`.
+/// Reads a message from the 13 columns starting at `at`.
 pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
     Ok(Message {
         id: MessageId::from_string(row.get(at)?),
@@ -119,6 +122,17 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> 
         tags: parse_opt(row.get(at + 6)?),
         created_at: time(row.get(at + 7)?),
         origin: row.get(at + 8)?,
+        entity: row
+            .get::<_, Option<String>>(at + 10)?
+            .map(|id| -> rusqlite::Result<EntityRef> {
+                Ok(EntityRef {
+                    entity_type: row.get(at + 9)?,
+                    id,
+                    deleted: row.get(at + 11)?,
+                })
+            })
+            .transpose()?,
+        previous: row.get::<_, Option<String>>(at + 12)?.map(Arc::from),
     })
 }
 

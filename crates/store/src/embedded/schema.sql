@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
     method TEXT NOT NULL DEFAULT 'POST',
     envelope TEXT NOT NULL DEFAULT 'raw',
     party TEXT,
+    payload_mode TEXT NOT NULL DEFAULT 'full',
+    diff_keep TEXT,
     UNIQUE (app_id, uid)
 );
 CREATE INDEX IF NOT EXISTS endpoints_app ON endpoints (app_id, id);
@@ -57,10 +59,26 @@ CREATE TABLE IF NOT EXISTS messages (
     channels TEXT,
     tags TEXT,
     created_at INTEGER NOT NULL,
-    origin TEXT
+    origin TEXT,
+    entity_type TEXT,
+    entity_id TEXT,
+    entity_deleted INTEGER NOT NULL DEFAULT 0,
+    -- The entity's snapshot when this message was accepted.
+    previous TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
+-- The last payload published for each entity; entity_type is '' when none was given.
+CREATE TABLE IF NOT EXISTS entities (
+    app_id TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, entity_type, entity_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_updated ON entities (updated_at);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     app_id TEXT NOT NULL,
     key TEXT NOT NULL,
