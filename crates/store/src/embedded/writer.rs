@@ -69,7 +69,12 @@ fn exec(conn: &Connection, sql: &str) -> Result<()> {
 
 fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
     exec(conn, "SAVEPOINT w")?;
-    match f(conn) {
+    // A panic in one write (a bug; writes may run fan-out code for entity messages) must
+    // not take the writer thread, and with it every later write, down: it fails that
+    // write alone.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(backend_msg("a store write panicked; it was rolled back")));
+    match result {
         Ok(value) => {
             exec(conn, "RELEASE w")?;
             Ok(value)
