@@ -57,7 +57,8 @@ def herald():
     data_dir = tempfile.mkdtemp(prefix="herald-sdk-")
     proc = subprocess.Popen(
         [binary, "serve", "--bind", "127.0.0.1:0", "--data-dir", data_dir, "--admin-token", TOKEN,
-         "--retry-schedule", "1s,1s", "--poll-interval", "50ms"],
+         "--retry-schedule", "1s,1s", "--poll-interval", "50ms",
+         "--allow-destination", "127.0.0.0/8"],
         stdout=subprocess.PIPE, text=True,
     )
     url = None

@@ -60,6 +60,9 @@ impl HeraldProcess {
                 TOKEN,
                 "--log",
                 "warn",
+                // The benchmark's receiver listens on loopback.
+                "--allow-destination",
+                "127.0.0.0/8",
             ])
             .arg("--data-dir")
             .arg(data.path())

@@ -79,6 +79,17 @@ pub(crate) struct ServeArgs {
     /// How long attempts in flight may take to finish on shutdown [default: 10s].
     #[arg(long, env = "HERALD_DRAIN_TIMEOUT")]
     pub(crate) drain_timeout: Option<String>,
+    /// Allow deliveries to this address range, e.g. `127.0.0.0/8` or `10.1.2.3`; repeatable
+    /// or comma-separated. By default only public addresses are called.
+    #[arg(
+        long = "allow-destination",
+        env = "HERALD_ALLOW_DESTINATION",
+        value_delimiter = ','
+    )]
+    pub(crate) allow_destination: Vec<String>,
+    /// Refuse destinations without TLS (`http://`, `amqp://`).
+    #[arg(long, env = "HERALD_HTTPS_ONLY")]
+    pub(crate) https_only: bool,
     /// Entity snapshots not updated for this long are dropped [default: 30d].
     #[arg(long, env = "HERALD_ENTITY_RETENTION")]
     pub(crate) entity_retention: Option<String>,

@@ -28,6 +28,7 @@ pub(crate) struct Settings {
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) entity_retention: Duration,
+    pub(crate) destinations: transport::DestinationPolicy,
     pub(crate) log: String,
 }
 
@@ -48,6 +49,8 @@ const KEYS: &[&str] = &[
     "poll_interval",
     "drain_timeout",
     "entity_retention",
+    "allow_destination",
+    "https_only",
     "log",
 ];
 
@@ -153,6 +156,19 @@ impl Settings {
                 raw("entity_retention", &args.entity_retention),
                 "30d",
             )?,
+            destinations: transport::DestinationPolicy {
+                allow: allowed_ranges(if args.allow_destination.is_empty() {
+                    file.get("allow_destination").cloned()
+                } else {
+                    Some(args.allow_destination.join(","))
+                })?,
+                https_only: args.https_only
+                    || match file.get("https_only").map(String::as_str) {
+                        None | Some("false") => false,
+                        Some("true") => true,
+                        Some(other) => bail!("https_only: `{other}` is not true or false"),
+                    },
+            },
             log: raw("log", &args.log).unwrap_or_else(|| "info".into()),
         })
     }
@@ -196,6 +212,26 @@ fn read_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         raw.insert(key, text);
     }
     Ok(raw)
+}
+
+/// `allow_destination`: comma-separated CIDR ranges or single addresses.
+fn allowed_ranges(raw: Option<String>) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    let Some(text) = raw else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<ipnet::IpNet>()
+                .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "allow_destination: `{part}` is not an address range such as 127.0.0.0/8 or ::1/128"
+                    )
+                })
+        })
+        .collect()
 }
 
 fn number<T: std::str::FromStr>(key: &str, raw: Option<String>, default: T) -> anyhow::Result<T> {

@@ -77,6 +77,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         max_response_bytes: 20 * 1024,
         user_agent: format!("Herald/{} (webhook delivery)", env!("CARGO_PKG_VERSION")),
         max_idle_per_host: 64,
+        destinations: settings.destinations.clone(),
     })
     .context("building the HTTP client")?;
     let dispatcher = Dispatcher::new(
@@ -112,6 +113,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), sync = if settings.sync_full { "full" } else { "normal" }, "herald started");
     println!("Herald listening on http://{addr}");
+    let policy = &settings.destinations;
+    if policy.allow.is_empty() {
+        tracing::info!(
+            https_only = policy.https_only,
+            "delivering to public addresses only (--allow-destination opens ranges)"
+        );
+    } else {
+        let allow: Vec<String> = policy.allow.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            https_only = policy.https_only,
+            allowed = %allow.join(","),
+            "delivering to public addresses and the allowed ranges"
+        );
+    }
 
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn({

@@ -15,6 +15,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use model::{ErrorKind, Outcome};
 
+use crate::guard::DestinationPolicy;
+
 /// One message, ready to publish.
 #[derive(Debug, Clone)]
 pub struct AmqpRequest {
@@ -37,6 +39,7 @@ pub struct AmqpRequest {
 #[derive(Clone)]
 pub struct AmqpTransport {
     timeout: Duration,
+    policy: Arc<DestinationPolicy>,
     /// Per broker URL, the link to it, behind a lock taken only to (re)open it.
     links: Arc<Mutex<Links>>,
 }
@@ -68,9 +71,10 @@ struct Failure {
 
 impl AmqpTransport {
     /// `timeout` bounds each attempt: connecting, publishing and waiting for the confirm.
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, policy: DestinationPolicy) -> Self {
         Self {
             timeout,
+            policy: policy.shared(),
             links: Arc::default(),
         }
     }
@@ -101,7 +105,8 @@ impl AmqpTransport {
             body,
             duration: started.elapsed(),
             error,
-            permanent: false,
+            // A refused destination would be refused again.
+            permanent: error == Some(ErrorKind::Refused),
             retry_after: None,
         }
     }
@@ -176,7 +181,8 @@ impl AmqpTransport {
         let open = match link.as_mut() {
             Some(open) => open,
             None => {
-                let connection = Connection::connect(broker, ConnectionProperties::default())
+                let address = self.checked(broker).await?;
+                let connection = Connection::connect(&address, ConnectionProperties::default())
                     .await
                     .map_err(failure)?;
                 link.insert(Link {
@@ -200,6 +206,47 @@ impl AmqpTransport {
             .map_err(failure)?;
         open.channels.insert(exchange.to_owned(), channel.clone());
         Ok(channel)
+    }
+
+    /// The broker URL to connect with, after the destination policy: the host's
+    /// addresses are resolved and checked, and for `amqp` the connection is pinned to the
+    /// checked address. (For `amqps` the host name is kept, as TLS verifies the
+    /// certificate against it; the client resolves it again, a window the HTTP transport
+    /// does not have.)
+    async fn checked(&self, broker: &str) -> Result<String, Failure> {
+        let refused = |reason: String| Failure {
+            kind: ErrorKind::Refused,
+            reason,
+        };
+        let mut url = url::Url::parse(broker).map_err(|e| refused(format!("invalid URL: {e}")))?;
+        let tls = url.scheme() == "amqps";
+        if self.policy.https_only && !tls {
+            return Err(refused(
+                "only TLS destinations are allowed (--https-only): use amqps".into(),
+            ));
+        }
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            self.policy.check(ip).map_err(|e| refused(e.0))?;
+            return Ok(broker.to_owned());
+        }
+        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
+        let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| Failure {
+                kind: ErrorKind::Dns,
+                reason: format!("resolving {bare}: {e}"),
+            })?
+            .collect();
+        let allowed = self.policy.filter(bare, found).map_err(|e| refused(e.0))?;
+        if tls {
+            return Ok(broker.to_owned());
+        }
+        let ip = allowed[0].ip();
+        url.set_ip_host(ip)
+            .map_err(|()| refused(format!("cannot connect to {ip}")))?;
+        Ok(url.into())
     }
 
     fn slot(&self, broker: &str) -> Slot {

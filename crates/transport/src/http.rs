@@ -3,10 +3,15 @@
 //! cap on how much of a response body is read.
 
 use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use model::{ErrorKind, Outcome};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::guard::{DestinationPolicy, Refused};
 
 /// Settings of the HTTP transport; the caller decides every value.
 #[derive(Debug, Clone)]
@@ -18,6 +23,8 @@ pub struct HttpTransportConfig {
     pub user_agent: String,
     /// Idle connections kept per destination.
     pub max_idle_per_host: usize,
+    /// Which addresses may be called.
+    pub destinations: DestinationPolicy,
 }
 
 /// One request, ready to send: signed body and every header.
@@ -34,27 +41,79 @@ pub struct HttpRequest {
 pub struct HttpTransport {
     client: reqwest::Client,
     config: HttpTransportConfig,
+    policy: Arc<DestinationPolicy>,
+}
+
+/// The client's resolver: the system's, keeping only the addresses the policy allows.
+/// The client connects only to what this returns, so what was checked is what is called.
+struct GuardedResolver {
+    policy: Arc<DestinationPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed = policy.filter(&host, found)?;
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
 }
 
 impl HttpTransport {
     pub fn new(config: HttpTransportConfig) -> Result<Self, reqwest::Error> {
         // The process-wide rustls provider; a second install (tests) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let policy = config.destinations.clone().shared();
         #[allow(clippy::disallowed_methods, reason = "the one sanctioned HTTP client")]
         let client = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would connect on Herald's behalf, unchecked.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(config.max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            policy,
+        })
+    }
+
+    /// Refuses a URL the policy forbids before any packet is sent: a scheme other than
+    /// https under `https_only`, or a host that is an IP literal (which the resolver never
+    /// sees; the URL parser has already turned spellings such as `2130706433`, `0x7f.1`
+    /// and `127.1` into the address they mean).
+    fn precheck(&self, url: &str) -> Result<(), Refused> {
+        let url = url::Url::parse(url).map_err(|e| Refused(format!("invalid URL: {e}")))?;
+        if self.policy.https_only && url.scheme() != "https" {
+            return Err(Refused(
+                "only https destinations are allowed (--https-only)".into(),
+            ));
+        }
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.policy.check(ip.into()),
+            Some(url::Host::Ipv6(ip)) => self.policy.check(ip.into()),
+            Some(url::Host::Domain(_)) => Ok(()),
+            None => Err(Refused("the URL has no host".into())),
+        }
     }
 
     /// Sends one request. Never fails: every failure is described by the `Outcome`.
     pub async fn send(&self, request: HttpRequest) -> Outcome {
+        if let Err(refused) = self.precheck(&request.url) {
+            return refused_outcome(refused);
+        }
         let started = Instant::now();
         let sent = self
             .client
@@ -132,8 +191,24 @@ fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// A destination the policy forbids: recorded, and not retried (the same URL would be
+/// refused again).
+pub(crate) fn refused_outcome(refused: Refused) -> Outcome {
+    Outcome {
+        status_code: None,
+        body: refused.0,
+        duration: Duration::ZERO,
+        error: Some(ErrorKind::Refused),
+        permanent: true,
+        retry_after: None,
+    }
+}
+
 /// A failure before or during the exchange, classified by walking the error's sources.
 fn failure(err: &reqwest::Error, duration: Duration) -> Outcome {
+    if let Some(refused) = find_refused(err) {
+        return refused_outcome(refused);
+    }
     let kind = classify(err);
     Outcome {
         status_code: None,
@@ -143,6 +218,18 @@ fn failure(err: &reqwest::Error, duration: Duration) -> Outcome {
         permanent: false,
         retry_after: None,
     }
+}
+
+/// The resolver's refusal, if that is what stopped the request.
+fn find_refused(err: &reqwest::Error) -> Option<Refused> {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Some(refused.clone());
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn classify(err: &reqwest::Error) -> ErrorKind {

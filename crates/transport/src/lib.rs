@@ -4,9 +4,11 @@
 //! This is the only crate that opens outbound connections.
 
 mod amqp;
+mod guard;
 mod http;
 
 pub use self::amqp::{AmqpRequest, AmqpTransport};
+pub use self::guard::{DestinationPolicy, Refused, non_global};
 pub use self::http::{HttpRequest, HttpTransport, HttpTransportConfig};
 
 /// Every transport, for the attempt stage to pick from by the endpoint's URL.
@@ -18,7 +20,7 @@ pub struct Transports {
 
 impl Transports {
     pub fn new(config: HttpTransportConfig) -> Result<Self, reqwest::Error> {
-        let amqp = AmqpTransport::new(config.timeout);
+        let amqp = AmqpTransport::new(config.timeout, config.destinations.clone());
         Ok(Self {
             http: HttpTransport::new(config)?,
             amqp,

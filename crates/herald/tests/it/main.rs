@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod crud;
 mod delivery;
+mod destinations;
 mod entities;
 mod filters;
 mod subscriptions;

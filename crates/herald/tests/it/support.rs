@@ -45,8 +45,24 @@ impl Herald {
         herald
     }
 
-    /// Starts Herald on `data_dir` (which may hold a previous run's store).
+    /// Starts Herald on `data_dir` (which may hold a previous run's store), allowed to
+    /// deliver to loopback, where the tests' receivers and broker listen.
     pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--allow-destination", "127.0.0.0/8,::1"];
+        args.extend_from_slice(extra);
+        Self::spawn(data_dir, &args).await
+    }
+
+    /// Starts Herald with its default destination policy: public addresses only, so
+    /// every loopback destination is refused.
+    pub async fn start_strict(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut herald = Self::spawn(tmp.path(), extra).await;
+        herald._tmp = Some(tmp);
+        herald
+    }
+
+    async fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.args([
             "serve",
