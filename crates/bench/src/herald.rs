@@ -94,19 +94,24 @@ impl HeraldProcess {
 
     /// User + system CPU seconds Herald has used so far.
     pub(crate) fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
+        stat_cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// User + system CPU seconds Herald's threads whose name starts with `name` have used
+    /// so far (Linux keeps the first 15 bytes of a thread's name).
+    pub(crate) fn thread_cpu_seconds(&self, name: &str) -> f64 {
+        let name = &name[..name.len().min(15)];
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
+            return 0.0;
         };
-        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-        (ticks(11) + ticks(12)) / 100.0
+        tasks
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end().starts_with(name))
+            })
+            .map(|task| stat_cpu_seconds(&task.path().join("stat").to_string_lossy()))
+            .sum()
     }
 
     fn status_kib(&self, key: &str) -> u64 {
@@ -126,6 +131,22 @@ impl HeraldProcess {
     pub(crate) fn peak_rss_mib(&self) -> f64 {
         self.status_kib("VmHWM:") as f64 / 1024.0
     }
+}
+
+/// utime + stime of a `/proc/…/stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Drop for HeraldProcess {

@@ -21,6 +21,19 @@ pub(crate) fn payload(i: usize) -> serde_json::Value {
     })
 }
 
+/// The body of publish request `i`: JSON text for an app's msg endpoint.
+pub(crate) type Body = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
+
+/// What the scenarios publish unless they say otherwise: `payload(i)` as `order.created`.
+pub(crate) fn order_created() -> Body {
+    Arc::new(|i| {
+        serde_json::to_vec(
+            &serde_json::json!({"eventType": "order.created", "payload": payload(i)}),
+        )
+        .expect("json")
+    })
+}
+
 pub(crate) struct Published {
     /// When each accepted message's publish request was sent, by message id.
     pub(crate) sent: HashMap<String, Instant>,
@@ -37,6 +50,18 @@ pub(crate) async fn publish(
     target: Arc<dyn Fn(usize) -> String + Send + Sync>,
     progress: &ProgressBar,
 ) -> Published {
+    publish_bodies(n, concurrency, rate, target, order_created(), progress).await
+}
+
+/// As `publish`, with request `i` carrying `body(i)`.
+pub(crate) async fn publish_bodies(
+    n: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+    target: Arc<dyn Fn(usize) -> String + Send + Sync>,
+    body: Body,
+    progress: &ProgressBar,
+) -> Published {
     let next = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -45,10 +70,11 @@ pub(crate) async fn publish(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (next, client, target, progress) = (
+        let (next, client, target, body, progress) = (
             next.clone(),
             client.clone(),
             target.clone(),
+            body.clone(),
             progress.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -63,12 +89,13 @@ pub(crate) async fn publish(
                     let due = start + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let body = serde_json::json!({"eventType": "order.created", "payload": payload(i)});
+                let body = body(i);
                 let at = Instant::now();
                 let response = client
                     .post(format!("{}?with_content=false", target(i)))
                     .bearer_auth(TOKEN)
-                    .json(&body)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
                     .send()
                     .await;
                 match response {

@@ -2,8 +2,10 @@
 //! (the `herald` binary, as a separate process so its CPU and memory can be measured),
 //! publishes through the public API, and reports what the receiver actually got.
 //! `herald.rs` runs and measures Herald, `receiver.rs` is the receiver, `load.rs` the
-//! publisher, `scenarios.rs` the scenarios, `report.rs` the table and JSON.
+//! publisher, `entity.rs` the entity updates, `scenarios.rs` the scenarios, `report.rs`
+//! the table and JSON.
 
+mod entity;
 mod herald;
 mod load;
 mod receiver;
@@ -19,6 +21,10 @@ pub(crate) enum Scenario {
     /// Fan-out 10 with a filter and a transform on every endpoint, and the cost of
     /// evaluating them alone.
     Filters,
+    /// Entity updates (a ~5 KB case, ~10 % of its keys changing) to a diff endpoint and a
+    /// full-payload endpoint, against the same events without `entityId`; and the cost of
+    /// diffing alone.
+    Entities,
     Tenants,
     Slow,
     Flaky,

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::herald::{HeraldProcess, TOKEN};
-use crate::load::{Published, post_direct, publish};
+use crate::load::{Body, Published, order_created, post_direct, publish, publish_bodies};
 use crate::receiver::Receiver;
 use crate::report::Report;
 use crate::{Options, Scenario};
@@ -23,6 +23,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Throughput,
             Scenario::Fanout,
             Scenario::Filters,
+            Scenario::Entities,
             Scenario::Tenants,
             Scenario::Slow,
             Scenario::Flaky,
@@ -40,6 +41,12 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Throughput => throughput(options).await?,
             Scenario::Fanout => fanout(options).await?,
             Scenario::Filters => filters(options).await?,
+            Scenario::Entities => {
+                // Two reports: with entities, then the baseline it is compared with.
+                let (with, baseline) = entities(options).await?;
+                reports.push(with);
+                baseline
+            }
             Scenario::Tenants => tenants(options).await?,
             Scenario::Slow => slow(options).await?,
             Scenario::Flaky => flaky(options).await?,
@@ -185,6 +192,18 @@ async fn deliver(
     receiver: &Receiver,
     workload: Workload<'_>,
 ) -> anyhow::Result<()> {
+    deliver_bodies(options, report, herald, receiver, workload, order_created()).await
+}
+
+/// As `deliver`, publishing `body(i)` as event `i`.
+async fn deliver_bodies(
+    options: &Options,
+    report: &mut Report,
+    herald: &HeraldProcess,
+    receiver: &Receiver,
+    workload: Workload<'_>,
+    body: Body,
+) -> anyhow::Result<()> {
     let Workload {
         apps,
         paths,
@@ -196,7 +215,15 @@ async fn deliver(
     let before = receiver.unique();
     let start = Instant::now();
     let bar = progress(options, n, report.scenario);
-    let published = publish(n, options.concurrency, None, targets(herald, apps), &bar).await;
+    let published = publish_bodies(
+        n,
+        options.concurrency,
+        None,
+        targets(herald, apps),
+        body,
+        &bar,
+    )
+    .await;
     bar.finish_and_clear();
     let accepted = published.sent.len();
     let expected = before + accepted * paths.len();
@@ -391,6 +418,181 @@ async fn filters(options: &Options) -> anyhow::Result<Report> {
     )
     .await?;
     Ok(report)
+}
+
+/// Mean time of a call of `f` over `rounds` calls, in microseconds.
+fn micros(rounds: usize, mut f: impl FnMut(usize)) -> f64 {
+    let start = Instant::now();
+    for round in 0..rounds {
+        f(round);
+    }
+    start.elapsed().as_secs_f64() / rounds as f64 * 1e6
+}
+
+/// Entity updates: `/e0` is a diff endpoint keeping `guid`, `/e1` gets the full payload.
+/// Returns the report with entities and the baseline's (the same events without
+/// `entityId`, to the same endpoints: no snapshots, both get the full payload).
+async fn entities(options: &Options) -> anyhow::Result<(Report, Report)> {
+    let mut report = Report::new("entities (5 KB case, 10 % of keys change; diff + full)");
+    // The diff alone, in this process, over successive versions of one case.
+    let diff = filter::Diff::compile(&["guid".to_owned()]).context("benchmark diff")?;
+    let texts = crate::entity::versions(0, 17);
+    let values: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|t| serde_json::from_str(t))
+        .collect::<Result<_, _>>()?;
+    let pairs = texts.len() - 1;
+    let leaves = crate::entity::leaves(&values[0]).len();
+    let mut changed = 0usize;
+    let mut diff_bytes = 0usize;
+    for p in 0..pairs {
+        let body = diff
+            .apply(&values[p], &values[p + 1])
+            .context("successive versions differ")?;
+        changed += crate::entity::leaves(&body).len() - 1; // less the kept guid
+        diff_bytes += body.to_string().len();
+    }
+    let payload_bytes = texts.iter().map(String::len).sum::<usize>() / texts.len();
+    let rounds = scaled(options, 20_000);
+    let mut sink = 0usize;
+    let alone = micros(rounds, |r| {
+        let p = r % pairs;
+        sink += usize::from(diff.apply(&values[p], &values[p + 1]).is_some());
+    });
+    // At publish, in the store's write: the previous snapshot is parsed, the payload
+    // already is.
+    let publish_side = micros(rounds, |r| {
+        let p = r % pairs;
+        let previous: serde_json::Value = serde_json::from_str(&texts[p]).expect("json");
+        sink += usize::from(diff.apply(&previous, &values[p + 1]).is_some());
+    });
+    // At the attempt: both parsed, diffed, the body serialized.
+    let attempt_side = micros(rounds, |r| {
+        let p = r % pairs;
+        let previous: serde_json::Value = serde_json::from_str(&texts[p]).expect("json");
+        let current: serde_json::Value = serde_json::from_str(&texts[p + 1]).expect("json");
+        let body = diff.apply(&previous, &current).map(|b| b.to_string());
+        sink += body.map_or(0, |b| b.len());
+    });
+    let parse_one = micros(rounds, |r| {
+        let value: serde_json::Value = serde_json::from_str(&texts[r % pairs]).expect("json");
+        sink += usize::from(value.is_object());
+    });
+    anyhow::ensure!(sink > 0, "the benchmark diffs find changes");
+    report.add("full payload size", payload_bytes as f64, "bytes");
+    report.add(
+        "diff body size (mean)",
+        (diff_bytes / pairs) as f64,
+        "bytes",
+    );
+    report.add("leaf values per case", leaves as f64, "");
+    report.add(
+        "leaf values changed per update (mean)",
+        changed as f64 / pairs as f64,
+        "",
+    );
+    report.add("diff alone (parsed values)", alone, "µs");
+    report.add("parse previous + diff (at publish)", publish_side, "µs");
+    report.add(
+        "parse both + diff + serialize (attempt)",
+        attempt_side,
+        "µs",
+    );
+    report.add(
+        "diff work per event (publish + attempt)",
+        publish_side + attempt_side,
+        "µs",
+    );
+    report.add("parse one payload (for comparison)", parse_one, "µs");
+
+    // 100 cases at full scale, each updated 200 times.
+    let n = scaled(options, 20_000);
+    let cases = (n / 200).max(1);
+    let paths: Vec<String> = (0..2).map(|k| format!("/e{k}")).collect();
+    let mut baseline = Report::new("entities baseline (same events, no entityId)");
+    for (with_entities, report) in [(true, &mut report), (false, &mut baseline)] {
+        let bodies = Arc::new(crate::entity::bodies(n, cases, with_entities));
+        let receiver = Receiver::start().await?;
+        let herald = HeraldProcess::start(&[])?;
+        let apps = setup(&herald, &receiver.url(""), 1, 0).await?;
+        endpoint(
+            &herald,
+            &apps[0],
+            json!({"url": receiver.url("/e0"), "payload": "diff", "diffKeep": ["guid"]}),
+        )
+        .await?;
+        endpoint(&herald, &apps[0], json!({"url": receiver.url("/e1")})).await?;
+        if with_entities {
+            report.add("entities (cases)", cases as f64, "");
+        }
+        let writer_before = herald.thread_cpu_seconds(WRITER);
+        deliver_bodies(
+            options,
+            report,
+            &herald,
+            &receiver,
+            Workload {
+                apps,
+                paths: &paths,
+                events: n,
+            },
+            Arc::new(move |i| bodies[i].clone()),
+        )
+        .await?;
+        // The store's writer thread is where snapshots are read and replaced, and the
+        // publish-time diff runs, one message at a time.
+        let writer = herald.thread_cpu_seconds(WRITER) - writer_before;
+        let delivered = report.get("deliveries received (unique)").unwrap_or(0.0);
+        report.add(
+            "store writer CPU per 1000 deliveries",
+            writer / delivered.max(1.0) * 1000.0,
+            "s",
+        );
+    }
+    let figure = |r: &Report, name| r.get(name).unwrap_or(f64::NAN);
+    let cpu = "Herald CPU per 1000 deliveries";
+    let writer = "store writer CPU per 1000 deliveries";
+    report.add(
+        "deliveries/s, entities / baseline",
+        figure(&report, "deliveries/s") / figure(&baseline, "deliveries/s") * 100.0,
+        "%",
+    );
+    report.add(
+        "CPU per delivery, entities / baseline",
+        figure(&report, cpu) / figure(&baseline, cpu) * 100.0,
+        "%",
+    );
+    // Seconds per 1000 deliveries are milliseconds per delivery; two deliveries an event.
+    report.add(
+        "extra Herald CPU per event vs baseline",
+        (figure(&report, cpu) - figure(&baseline, cpu)) * 1000.0 * paths.len() as f64,
+        "µs",
+    );
+    report.add(
+        "extra writer CPU per event vs baseline",
+        (figure(&report, writer) - figure(&baseline, writer)) * 1000.0 * paths.len() as f64,
+        "µs",
+    );
+    Ok((report, baseline))
+}
+
+/// The store's writer thread (see `herald.rs`: names are cut to 15 bytes).
+const WRITER: &str = "herald-store-writer";
+
+/// Adds an endpoint with `body` (its url included) to `app`.
+async fn endpoint(
+    herald: &HeraldProcess,
+    app: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<()> {
+    reqwest::Client::new()
+        .post(herald.url(&format!("/api/v1/app/{app}/endpoint")))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 async fn tenants(options: &Options) -> anyhow::Result<Report> {

@@ -1,5 +1,6 @@
 //! A smoke run of every scenario with a few hundred events, so the harness never rots.
-//! It checks that every event was delivered; it asserts no timing.
+//! It checks that every event was delivered; it asserts no timing. And the `entities`
+//! scenario's updates are what it says they are.
 
 use clap::Parser;
 
@@ -20,7 +21,11 @@ async fn every_scenario_delivers_everything_at_small_scale() {
     let reports = scenarios::run(&options)
         .await
         .expect("every scenario completes");
-    assert_eq!(reports.len(), 9, "eight scenarios, the ceiling twice");
+    assert_eq!(
+        reports.len(),
+        11,
+        "nine scenarios, the ceiling twice, entities with its baseline"
+    );
     for report in &reports {
         if let Some(lost) = report.get("deliveries lost") {
             assert_eq!(lost, 0.0, "{} lost deliveries", report.scenario);
@@ -34,9 +39,72 @@ async fn every_scenario_delivers_everything_at_small_scale() {
         flaky.get("retries (requests - unique)").unwrap() > 0.0,
         "the flaky receiver caused retries"
     );
+    let entities = reports
+        .iter()
+        .find(|r| r.scenario.starts_with("entities ("))
+        .unwrap();
+    assert!(
+        entities.get("diff body size (mean)").unwrap()
+            < entities.get("full payload size").unwrap() / 2.0,
+        "a diff endpoint gets much less than the payload"
+    );
+    let baseline = reports
+        .iter()
+        .find(|r| r.scenario.starts_with("entities baseline"))
+        .unwrap();
+    for report in [entities, baseline] {
+        // A publish Herald refused would be neither expected nor counted as lost.
+        let published = report.get("events published").unwrap();
+        assert!(published > 0.0, "{}", report.scenario);
+        assert_eq!(
+            report.get("publish errors"),
+            Some(0.0),
+            "{}",
+            report.scenario
+        );
+        assert_eq!(
+            report.get("deliveries received (unique)"),
+            Some(published * 2.0),
+            "{}: every update reaches both endpoints",
+            report.scenario
+        );
+    }
     let backlog = reports
         .iter()
         .find(|r| r.scenario.starts_with("backlog"))
         .unwrap();
     assert_eq!(backlog.get("large backlog"), Some(200.0));
+}
+
+/// The entity updates are what the `entities` scenario says: ~5 KB, ~10 % of the leaves
+/// changing, and any two versions of a case different.
+#[test]
+fn entity_updates_are_5_kb_with_10_percent_changed() {
+    use crate::entity;
+    let texts = entity::versions(3, 20);
+    let values: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    let size = texts[0].len();
+    assert!((4_500..=5_500).contains(&size), "{size} bytes");
+    let diff = filter::Diff::compile(&["guid".to_owned()]).unwrap();
+    let leaves = entity::leaves(&values[0]).len() as f64;
+    for (i, a) in values.iter().enumerate() {
+        for b in &values[i + 1..] {
+            assert!(diff.apply(a, b).is_some() && diff.apply(b, a).is_some());
+        }
+    }
+    for pair in values.windows(2) {
+        let changed = entity::leaves(&diff.apply(&pair[0], &pair[1]).unwrap()).len() - 1;
+        eprintln!(
+            "changed {changed}, diff {} bytes",
+            diff.apply(&pair[0], &pair[1]).unwrap().to_string().len()
+        );
+        assert!(
+            (changed as f64 - leaves * 0.1).abs() <= 2.0,
+            "{changed} of {leaves}"
+        );
+        assert_eq!(pair[0]["guid"], pair[1]["guid"]);
+    }
 }
