@@ -73,6 +73,7 @@ pub fn router(
     ));
     let (router, doc) = public.merge(authenticated).split_for_parts();
     let doc = Arc::new(doc);
+    let body_limit = config.max_payload_bytes + extract::ENVELOPE_SLACK;
     router
         .route(
             "/api/v1/openapi.json",
@@ -83,11 +84,44 @@ pub fn router(
         )
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            config.max_payload_bytes + extract::ENVELOPE_SLACK,
-        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            refuse_oversize(body_limit, request, next)
+        }))
         .layer(axum::middleware::from_fn(error::log_server_errors))
         .with_state(state)
+}
+
+/// Bodies declared larger than this are refused without being read (the connection is
+/// closed); smaller oversize bodies are read and dropped first.
+const DRAIN_MAX: u64 = 16 * 1024 * 1024;
+
+/// Answers a body whose `content-length` exceeds `limit` with a 413 in the API's error
+/// shape. The body is read (and dropped) first, up to `DRAIN_MAX`: a client still sending
+/// it would otherwise see its connection closed under it, not the answer.
+async fn refuse_oversize(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            if length <= DRAIN_MAX {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_MAX as usize).await;
+            }
+            error::ApiError::PayloadTooLarge(
+                "The request body is larger than the configured limit.".to_owned(),
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// The OpenAPI document of what Herald implements, as generated from the handlers.
