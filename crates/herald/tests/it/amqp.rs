@@ -236,16 +236,7 @@ async fn amqp_endpoint_publishes_signed_confirmed_messages() {
     ));
 
     // The attempt is recorded, with the masked URL.
-    let recorded = herald
-        .until(
-            &format!(
-                "/api/v1/app/{app}/attempt/msg/{}",
-                msg["id"].as_str().unwrap()
-            ),
-            WAIT,
-            |b| b["data"].as_array().is_some_and(|d| !d.is_empty()),
-        )
-        .await;
+    let recorded = herald.msg_attempts(&app, &msg, 1).await;
     let attempt = &recorded["data"][0];
     assert_eq!(attempt["status"], 0, "{attempt}");
     assert_eq!(attempt["responseStatusCode"], 0);

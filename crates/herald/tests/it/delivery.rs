@@ -53,16 +53,7 @@ async fn delivers_signed_payload_bytes_exactly_as_published() {
     assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
 
     // The attempt is recorded as a success.
-    let attempts = herald
-        .until(
-            &format!(
-                "/api/v1/app/{app}/attempt/msg/{}",
-                msg["id"].as_str().unwrap()
-            ),
-            WAIT,
-            |b| b["data"].as_array().is_some_and(|d| !d.is_empty()),
-        )
-        .await;
+    let attempts = herald.msg_attempts(&app, &msg, 1).await;
     let a = &attempts["data"][0];
     assert_eq!(
         (

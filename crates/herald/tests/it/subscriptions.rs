@@ -258,13 +258,7 @@ async fn url_credentials_are_used_but_never_shown() {
     // Every view of the endpoint and its attempts shows the masked URL only.
     let msg_id = msg["id"].as_str().unwrap();
     let ep_id = ep["id"].as_str().unwrap();
-    let attempts = herald
-        .until(
-            &format!("/api/v1/app/{app}/attempt/msg/{msg_id}"),
-            WAIT,
-            |b| b["data"].as_array().is_some_and(|d| !d.is_empty()),
-        )
-        .await;
+    let attempts = herald.msg_attempts(&app, &msg, 1).await;
     for view in [
         herald
             .get(&format!("/api/v1/app/{app}/endpoint/{ep_id}"))

@@ -238,6 +238,18 @@ impl Herald {
         }
     }
 
+    /// A message's attempts (the listing's body) once at least `n` are recorded.
+    pub async fn msg_attempts(&self, app: &str, msg: &Value, n: usize) -> Value {
+        let path = format!(
+            "/api/v1/app/{app}/attempt/msg/{}?limit=250",
+            msg["id"].as_str().unwrap()
+        );
+        self.until(&path, WAIT, |b| {
+            b["data"].as_array().is_some_and(|d| d.len() >= n)
+        })
+        .await
+    }
+
     /// Kills Herald with SIGKILL, keeping its data directory.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
