@@ -87,6 +87,15 @@ pub(crate) struct ServeArgs {
         value_delimiter = ','
     )]
     pub(crate) allow_destination: Vec<String>,
+    /// Refuse deliveries to this address range even when it is public or allowed, e.g. your
+    /// own public addresses; repeatable or comma-separated. `0.0.0.0/0,::/0` refuses every
+    /// destination (an instance that accepts and records but never calls out).
+    #[arg(
+        long = "deny-destination",
+        env = "HERALD_DENY_DESTINATION",
+        value_delimiter = ','
+    )]
+    pub(crate) deny_destination: Vec<String>,
     /// Refuse destinations without TLS (`http://`, `amqp://`).
     #[arg(long, env = "HERALD_HTTPS_ONLY")]
     pub(crate) https_only: bool,

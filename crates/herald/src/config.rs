@@ -50,6 +50,7 @@ const KEYS: &[&str] = &[
     "drain_timeout",
     "entity_retention",
     "allow_destination",
+    "deny_destination",
     "https_only",
     "log",
 ];
@@ -157,11 +158,8 @@ impl Settings {
                 "30d",
             )?,
             destinations: transport::DestinationPolicy {
-                allow: allowed_ranges(if args.allow_destination.is_empty() {
-                    file.get("allow_destination").cloned()
-                } else {
-                    Some(args.allow_destination.join(","))
-                })?,
+                allow: address_ranges("allow_destination", &args.allow_destination, &file)?,
+                deny: address_ranges("deny_destination", &args.deny_destination, &file)?,
                 https_only: args.https_only
                     || match file.get("https_only").map(String::as_str) {
                         None | Some("false") => false,
@@ -214,10 +212,20 @@ fn read_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(raw)
 }
 
-/// `allow_destination`: comma-separated CIDR ranges or single addresses.
-fn allowed_ranges(raw: Option<String>) -> anyhow::Result<Vec<ipnet::IpNet>> {
-    let Some(text) = raw else {
-        return Ok(Vec::new());
+/// `allow_destination`, `deny_destination`: comma-separated CIDR ranges or single
+/// addresses, from the flag (already split at commas) or else the file.
+fn address_ranges(
+    key: &str,
+    flag: &[String],
+    file: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    let text = if flag.is_empty() {
+        match file.get(key) {
+            Some(text) => text.clone(),
+            None => return Ok(Vec::new()),
+        }
+    } else {
+        flag.join(",")
     };
     text.split(',')
         .map(str::trim)
@@ -227,7 +235,7 @@ fn allowed_ranges(raw: Option<String>) -> anyhow::Result<Vec<ipnet::IpNet>> {
                 .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| {
                     anyhow::anyhow!(
-                        "allow_destination: `{part}` is not an address range such as 127.0.0.0/8 or ::1/128"
+                        "{key}: `{part}` is not an address range such as 127.0.0.0/8 or ::1/128"
                     )
                 })
         })

@@ -114,7 +114,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), sync = if settings.sync_full { "full" } else { "normal" }, "herald started");
     println!("Herald listening on http://{addr}");
     let policy = &settings.destinations;
-    if policy.allow.is_empty() {
+    if policy.refuses_everything().is_some() {
+        tracing::info!("delivering nowhere: every destination is denied (--deny-destination)");
+    } else if policy.allow.is_empty() {
         tracing::info!(
             https_only = policy.https_only,
             "delivering to public addresses only (--allow-destination opens ranges)"
@@ -126,6 +128,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             allowed = %allow.join(","),
             "delivering to public addresses and the allowed ranges"
         );
+    }
+    if !policy.deny.is_empty() && policy.refuses_everything().is_none() {
+        let deny: Vec<String> = policy.deny.iter().map(ToString::to_string).collect();
+        tracing::info!(denied = %deny.join(","), "refusing the denied ranges");
     }
 
     let shutdown = CancellationToken::new();

@@ -225,6 +225,9 @@ impl AmqpTransport {
                 "only TLS destinations are allowed (--https-only): use amqps".into(),
             ));
         }
+        if let Some(everything) = self.policy.refuses_everything() {
+            return Err(refused(everything.0));
+        }
         let host = url.host_str().unwrap_or_default().to_owned();
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<std::net::IpAddr>() {

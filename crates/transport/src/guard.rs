@@ -17,6 +17,10 @@ use ipnet::IpNet;
 pub struct DestinationPolicy {
     /// Ranges allowed even though they are not global (e.g. `127.0.0.0/8`).
     pub allow: Vec<IpNet>,
+    /// Ranges refused even though they are global or allowed (e.g. the operator's own
+    /// public addresses). `0.0.0.0/0` with `::/0` refuses every destination, without
+    /// resolving any host name (`refuses_everything`).
+    pub deny: Vec<IpNet>,
     /// Refuse plain `http://` and `amqp://`.
     pub https_only: bool,
 }
@@ -36,6 +40,19 @@ impl std::error::Error for Refused {}
 impl DestinationPolicy {
     /// Whether Herald may connect to `ip`.
     pub fn check(&self, ip: IpAddr) -> Result<(), Refused> {
+        let reached = match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        if let Some(net) = self
+            .deny
+            .iter()
+            .find(|net| net.contains(&ip) || reached.is_some_and(|v4| net.contains(&v4)))
+        {
+            return Err(Refused(format!(
+                "destination {ip} is in the denied range {net} (--deny-destination)"
+            )));
+        }
         if self.allow.iter().any(|net| net.contains(&ip)) {
             return Ok(());
         }
@@ -67,6 +84,20 @@ impl DestinationPolicy {
             (true, Some(Refused(why))) => Err(Refused(format!("{host} resolves to {why}"))),
             (true, None) => Err(Refused(format!("{host} resolves to no address"))),
         }
+    }
+
+    /// Why no destination at all may be called, when the denied ranges cover every IPv4
+    /// and every IPv6 address: the transports then refuse before resolving a host name,
+    /// so not even a DNS query leaves Herald.
+    pub fn refuses_everything(&self) -> Option<Refused> {
+        let covers = |v4: bool| {
+            self.deny
+                .iter()
+                .any(|net| net.prefix_len() == 0 && matches!(net, IpNet::V4(_)) == v4)
+        };
+        (covers(true) && covers(false)).then(|| {
+            Refused("every destination is denied (--deny-destination 0.0.0.0/0,::/0)".into())
+        })
     }
 
     pub(crate) fn shared(self) -> Arc<Self> {
@@ -134,6 +165,18 @@ fn non_global_v6(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
+/// The IPv4 address an IPv6 address reaches, for the forms that carry one: mapped
+/// (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`).
+fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = ip.segments();
+    let compatible = s[..6] == [0; 6] && !ip.is_unspecified() && !ip.is_loopback();
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    (compatible || nat64).then(|| embedded_v4(&s))
+}
+
 /// The IPv4 address in the last 32 bits.
 fn embedded_v4(s: &[u16; 8]) -> Ipv4Addr {
     Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8)
@@ -198,6 +241,7 @@ mod tests {
     fn the_allow_list_opens_ranges() {
         let policy = DestinationPolicy {
             allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            deny: Vec::new(),
             https_only: false,
         };
         assert!(policy.check("127.0.0.1".parse().unwrap()).is_ok());
@@ -215,5 +259,45 @@ mod tests {
             "{err}"
         );
         assert_eq!(policy.filter("localhost", addrs).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_deny_list_wins_over_everything() {
+        let nets =
+            |list: &[&str]| -> Vec<IpNet> { list.iter().map(|n| n.parse().unwrap()).collect() };
+        let policy = DestinationPolicy {
+            allow: nets(&["127.0.0.0/8"]),
+            deny: nets(&["127.0.0.2/32", "8.8.8.0/24", "2606:4700::/32"]),
+            https_only: false,
+        };
+        assert!(policy.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(policy.check("1.1.1.1".parse().unwrap()).is_ok());
+        for ip in [
+            "127.0.0.2",
+            "8.8.8.8",
+            "::ffff:8.8.8.8",
+            "::8.8.8.8",
+            "64:ff9b::808:808",
+            "2606:4700::1111",
+        ] {
+            let err = policy.check(ip.parse().unwrap()).unwrap_err();
+            assert!(err.0.contains("denied range"), "{ip}: {err}");
+        }
+        assert!(policy.refuses_everything().is_none());
+
+        let v4_only = DestinationPolicy {
+            deny: nets(&["0.0.0.0/0"]),
+            ..DestinationPolicy::default()
+        };
+        assert!(v4_only.refuses_everything().is_none());
+        assert!(v4_only.check("2606:4700::1111".parse().unwrap()).is_ok());
+        let nothing = DestinationPolicy {
+            allow: nets(&["127.0.0.0/8"]),
+            deny: nets(&["0.0.0.0/0", "::/0"]),
+            https_only: false,
+        };
+        assert!(nothing.refuses_everything().is_some());
+        assert!(nothing.check("127.0.0.1".parse().unwrap()).is_err());
+        assert!(nothing.check("::1".parse().unwrap()).is_err());
     }
 }

@@ -55,6 +55,9 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
+            if let Some(refused) = policy.refuses_everything() {
+                return Err(refused.into());
+            }
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed = policy.filter(&host, found)?;
@@ -93,13 +96,17 @@ impl HttpTransport {
     /// Refuses a URL the policy forbids before any packet is sent: a scheme other than
     /// https under `https_only`, or a host that is an IP literal (which the resolver never
     /// sees; the URL parser has already turned spellings such as `2130706433`, `0x7f.1`
-    /// and `127.1` into the address they mean).
+    /// and `127.1` into the address they mean). When every address is denied, every URL
+    /// is refused here, before its host name is resolved.
     fn precheck(&self, url: &str) -> Result<(), Refused> {
         let url = url::Url::parse(url).map_err(|e| Refused(format!("invalid URL: {e}")))?;
         if self.policy.https_only && url.scheme() != "https" {
             return Err(Refused(
                 "only https destinations are allowed (--https-only)".into(),
             ));
+        }
+        if let Some(refused) = self.policy.refuses_everything() {
+            return Err(refused);
         }
         match url.host() {
             Some(url::Host::Ipv4(ip)) => self.policy.check(ip.into()),

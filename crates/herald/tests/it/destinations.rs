@@ -94,3 +94,32 @@ async fn https_only_refuses_plain_http_even_when_the_range_is_allowed() {
     );
     assert!(receiver.received().is_empty());
 }
+
+#[tokio::test]
+async fn denying_every_range_refuses_even_allowed_loopback_without_resolving() {
+    // The test harness allows loopback; the deny list wins over it.
+    let herald = Herald::start_with(&["--deny-destination", "0.0.0.0/0,::/0"]).await;
+    let receiver = Receiver::start().await;
+    let port = url::Url::parse(&receiver.url("/")).unwrap().port().unwrap();
+    let app = herald.app("nowhere").await;
+    let destinations = [
+        receiver.url("/ip"),
+        format!("http://localhost:{port}/name"),
+        format!("amqp://guest:guest@localhost:{port}/%2f"),
+    ];
+    let mut endpoints = Vec::new();
+    for url in &destinations {
+        endpoints.push(herald.endpoint(&app, json!({"url": url})).await);
+    }
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {}}))
+        .await;
+    for (url, endpoint) in destinations.iter().zip(&endpoints) {
+        let attempts = attempts_of(&herald, &app, endpoint).await;
+        assert_eq!(attempts[0]["errorKind"], "refused", "{url}");
+        // Host names are refused before they are resolved.
+        let why = attempts[0]["response"].as_str().unwrap();
+        assert!(why.contains("every destination is denied"), "{url}: {why}");
+    }
+    assert!(receiver.received().is_empty());
+}
