@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from standardwebhooks import Webhook
 from svix.api import (
+    AppPortalAccessIn,
     ApplicationIn,
     EndpointHeadersIn,
     EndpointIn,
@@ -139,3 +140,24 @@ def test_sdk_retry_is_recorded(herald, receiver):
     )
     assert sorted(a.response_status_code for a in attempts) == [200, 500]
     assert body_json(receiver.requests[0]) == {"n": 1}
+
+
+def test_sdk_app_portal_token_is_limited_to_its_application(herald, receiver):
+    svix = client(herald)
+    mine = svix.application.create(ApplicationIn(name="Mine", uid="mine"))
+    svix.application.create(ApplicationIn(name="Theirs", uid="theirs"))
+    access = svix.authentication.app_portal_access("mine", AppPortalAccessIn())
+    assert access.token.startswith("appsk_")
+    tenant = Svix(access.token, SvixOptions(server_url=herald))
+    tenant.endpoint.create("mine", EndpointIn(url=receiver.url + "/tenant"))
+    assert len(tenant.endpoint.list(mine.id).data) == 1
+    with pytest.raises(HttpError) as err:
+        tenant.endpoint.list("theirs")
+    assert err.value.status_code == 404
+    with pytest.raises(HttpError) as err:
+        tenant.application.list()
+    assert err.value.status_code == 403
+    tenant.authentication.logout()
+    with pytest.raises(HttpError) as err:
+        tenant.endpoint.list("mine")
+    assert err.value.status_code == 401

@@ -1,17 +1,49 @@
-//! Bearer-token authentication. Tokens are compared as SHA-256 digests in constant time,
-//! so neither their content nor their length leaks through timing; they are never logged.
+//! Bearer-token authentication and scoping. The admin token is compared as a SHA-256
+//! digest in constant time, so neither its content nor its length leaks through timing.
+//! Application tokens (`appsk_…`, minted by `POST /api/v1/auth/app-portal-access/{app}`)
+//! are looked up by their digest, the only form in which they are stored; each opens one
+//! application (see `check_scope`). No token is ever logged.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http::Method;
+use model::{ApiToken, AppId, Clock, TokenId};
 use sha2::{Digest, Sha256};
+use store::Store;
 use subtle::ConstantTimeEq;
 use utoipa::Modify;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::error::ApiError;
+
+/// Application tokens start with this.
+pub(crate) const APP_TOKEN_PREFIX: &str = "appsk_";
+
+/// Who is calling, for handlers that care (`Extension<Principal>`).
+#[derive(Debug, Clone)]
+pub(crate) enum Principal {
+    Admin,
+    App { app_id: AppId, token_id: TokenId },
+}
+
+/// What the authentication middleware needs.
+#[derive(Clone)]
+pub(crate) struct Auth {
+    pub(crate) admin: AdminToken,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// SHA-256 of a token, lowercase hex: how application tokens are stored and found.
+pub(crate) fn digest_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// The admin token, kept only as its digest.
 #[derive(Clone)]
@@ -34,10 +66,12 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
-/// Answers 401 unless the request carries `Authorization: Bearer <admin token>`.
+/// Answers 401 unless the request carries `Authorization: Bearer <token>` with the admin
+/// token or a valid (unexpired, unrevoked) application token; an application token is
+/// then held to its application (`check_scope`).
 pub(crate) async fn require_token(
-    State(token): State<AdminToken>,
-    request: Request,
+    State(auth): State<Auth>,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let presented = request
@@ -49,9 +83,67 @@ pub(crate) async fn require_token(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match presented {
-        Some(presented) if token.accepts(presented) => next.run(request).await,
-        _ => ApiError::Unauthorized.into_response(),
+    let Some(presented) = presented else {
+        return ApiError::Unauthorized.into_response();
+    };
+    if auth.admin.accepts(presented) {
+        request.extensions_mut().insert(Principal::Admin);
+        return next.run(request).await;
+    }
+    if !presented.starts_with(APP_TOKEN_PREFIX) {
+        return ApiError::Unauthorized.into_response();
+    }
+    let token = match auth.store.token_by_digest(&digest_hex(presented)).await {
+        Ok(Some(token)) if token.is_valid(auth.clock.now()) => token,
+        Ok(_) => return ApiError::Unauthorized.into_response(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    if let Err(err) = check_scope(&auth, &token, request.method(), request.uri().path()).await {
+        return err.into_response();
+    }
+    request.extensions_mut().insert(Principal::App {
+        app_id: token.app_id,
+        token_id: token.id,
+    });
+    next.run(request).await
+}
+
+/// What an application token may do: its own application's endpoints (all of it),
+/// messages and attempts (read, resend), the application itself (read), event types
+/// (read), and log itself out. Another application's paths answer 404, the same as a
+/// missing application, so a token learns nothing about other tenants; everything else
+/// (publishing, managing applications, event types and tokens) answers 403.
+async fn check_scope(
+    auth: &Auth,
+    token: &ApiToken,
+    method: &Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(3).collect();
+    let forbidden = |what: &str| ApiError::Forbidden(format!("an application token cannot {what}"));
+    match segments.as_slice() {
+        ["app", named, rest @ ..] => {
+            let own = auth
+                .store
+                .get_app(token.app_id.as_str())
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            if *named != own.id.as_str() && Some(*named) != own.uid.as_deref() {
+                return Err(ApiError::NotFound);
+            }
+            match (method, rest) {
+                (&Method::GET, []) => Ok(()),
+                (_, []) => Err(forbidden("change or delete its application")),
+                (&Method::POST, ["msg"]) => Err(forbidden("publish messages")),
+                (_, ["token", ..]) => Err(forbidden("manage tokens")),
+                _ => Ok(()),
+            }
+        }
+        ["event-type", ..] if method == Method::GET => Ok(()),
+        ["auth", "logout"] => Ok(()),
+        _ => Err(forbidden(
+            "use this route: it is limited to its own application",
+        )),
     }
 }
 

@@ -53,6 +53,8 @@ pub(crate) enum ApiError {
         detail: String,
     },
     Unauthorized,
+    /// Authenticated, but this token may not do this.
+    Forbidden(String),
     NotFound,
     Conflict {
         code: &'static str,
@@ -105,6 +107,7 @@ impl IntoResponse for ApiError {
                 "authentication_failed",
                 "Incorrect authentication credentials.".to_owned(),
             ),
+            Self::Forbidden(detail) => (StatusCode::FORBIDDEN, "forbidden", detail),
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
                 "not_found",

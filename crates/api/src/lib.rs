@@ -67,8 +67,13 @@ pub fn router(
         config: config.clone(),
     };
     let (public, authenticated) = routers();
+    let auth = auth::Auth {
+        admin: token,
+        store: state.store.clone(),
+        clock: state.clock.clone(),
+    };
     let authenticated = authenticated.layer(axum::middleware::from_fn_with_state(
-        token,
+        auth,
         auth::require_token,
     ));
     let (router, doc) = public.merge(authenticated).split_for_parts();
@@ -138,6 +143,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(routes::event_types::router())
         .merge(routes::endpoints::router())
         .merge(routes::messages::router())
-        .merge(routes::attempts::router());
+        .merge(routes::attempts::router())
+        .merge(routes::auth::router());
     (public, authenticated)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId};
+use crate::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId, TokenId};
 
 /// A tenant of the platform (Svix: application).
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +257,26 @@ pub struct Message {
     /// stores the message and makes its payload the new snapshot.
     pub previous: Option<Arc<str>>,
     pub created_at: DateTime<Utc>,
+}
+
+/// An API token limited to one application (Svix's app-portal access). Only a digest of
+/// the token is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub id: TokenId,
+    pub app_id: AppId,
+    /// SHA-256 of the token, lowercase hex.
+    pub digest: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiToken {
+    /// Whether the token opens its application at `now`.
+    pub fn is_valid(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
 }
 
 /// Which entity a message is about: per application, an id, optionally within a type.

@@ -23,6 +23,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     endpoints(&*store).await;
     messages_and_deliveries(&*store).await;
     entity_snapshots(&*store).await;
+    tokens(&*store).await;
 }
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -244,6 +245,47 @@ async fn endpoints(store: &dyn Store) {
             .await,
         Err(StoreError::NotFound)
     ));
+
+    // A 410 Gone disables an endpoint once; `app_endpoints` (cached or not) sees it at once.
+    let gone = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:4/"))
+        .await
+        .unwrap();
+    assert_eq!(store.app_endpoints(&a.id).await.unwrap().len(), 2);
+    assert!(
+        store
+            .disable_endpoint(&a.id, &gone.id, t(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .disable_endpoint(&a.id, &gone.id, t(51))
+            .await
+            .unwrap(),
+        "disabling a disabled endpoint changes nothing"
+    );
+    let mut disabled = gone.clone();
+    disabled.disabled = true;
+    disabled.updated_at = t(50);
+    assert!(
+        store
+            .app_endpoints(&a.id)
+            .await
+            .unwrap()
+            .contains(&disabled)
+    );
+    assert_eq!(
+        store.get_endpoint(&a.id, gone.id.as_str()).await.unwrap(),
+        Some(disabled)
+    );
+    for (app_id, id) in [(&other.id, &gone.id), (&a.id, &EndpointId::generate())] {
+        assert!(matches!(
+            store.disable_endpoint(app_id, id, t(52)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    store.delete_endpoint(&a.id, &gone.id).await.unwrap();
 
     let mut changed = e.clone();
     changed.disabled = true;
@@ -696,4 +738,52 @@ async fn entity_snapshots(store: &dyn Store) {
         (Some(r#"{"s":"new"}"#.into()), 1)
     );
     store.delete_app(&a.id).await.unwrap();
+}
+
+/// Application tokens: found by digest, listed per application, revoked once, gone with
+/// their application.
+async fn tokens(store: &dyn Store) {
+    let a = store.create_app(app(Some("tokens"))).await.unwrap();
+    let b = store.create_app(app(Some("tokens-b"))).await.unwrap();
+    let token = |app: &AppId, digest: &str, at: i64| model::ApiToken {
+        id: model::TokenId::generate(),
+        app_id: app.clone(),
+        digest: digest.to_owned(),
+        created_at: t(at),
+        expires_at: t(at + 3600),
+        revoked_at: None,
+    };
+    let first = store.create_token(token(&a.id, "d1", 1)).await.unwrap();
+    let second = store.create_token(token(&a.id, "d2", 2)).await.unwrap();
+    let other = store.create_token(token(&b.id, "d3", 3)).await.unwrap();
+    assert!(matches!(
+        store.create_token(token(&b.id, "d1", 4)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.token_by_digest("d1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.token_by_digest("nope").await.unwrap(), None);
+    let listed = store.list_tokens(&a.id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, second.id, "newest first");
+
+    // Revocation: only through the token's own application; the first time is kept.
+    assert!(matches!(
+        store.revoke_token(&b.id, &first.id, t(10)).await,
+        Err(StoreError::NotFound)
+    ));
+    store.revoke_token(&a.id, &first.id, t(10)).await.unwrap();
+    store.revoke_token(&a.id, &first.id, t(20)).await.unwrap();
+    let revoked = store.token_by_digest("d1").await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t(10)));
+    assert!(!revoked.is_valid(t(11)));
+    assert!(second.is_valid(t(3)));
+    assert!(!second.is_valid(t(2 + 3600)), "expired");
+
+    store.delete_app(&a.id).await.unwrap();
+    assert_eq!(store.token_by_digest("d2").await.unwrap(), None);
+    assert_eq!(store.token_by_digest("d3").await.unwrap(), Some(other));
+    store.delete_app(&b.id).await.unwrap();
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use model::{
-    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EntityRef,
-    EventType, Message, MessageId, Status,
+    ApiToken, AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId,
+    EntityRef, EventType, Message, MessageId, Status, TokenId,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -440,6 +440,7 @@ impl Store for EmbeddedStore {
                     "messages",
                     "idempotency_keys",
                     "entities",
+                    "tokens",
                     "deliveries",
                     "attempts",
                 ] {
@@ -652,6 +653,43 @@ impl Store for EmbeddedStore {
             .await?;
         self.endpoints_changed();
         Ok(endpoint)
+    }
+
+    async fn disable_endpoint(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (app, id) = (app.as_str().to_owned(), id.as_str().to_owned());
+        let disabled = self
+            .writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE endpoints SET disabled = 1, updated_at = ?3 WHERE app_id = ?1 AND id = ?2 AND disabled = 0",
+                        params![app, id, ms(at)],
+                    )
+                    .map_err(backend)?;
+                if changed == 0 {
+                    let exists: bool = conn
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE app_id = ?1 AND id = ?2)",
+                            [&app, &id],
+                            |row| row.get(0),
+                        )
+                        .map_err(backend)?;
+                    if !exists {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+                Ok(changed > 0)
+            })
+            .await?;
+        if disabled {
+            self.endpoints_changed();
+        }
+        Ok(disabled)
     }
 
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<()> {
@@ -979,6 +1017,72 @@ impl Store for EmbeddedStore {
                     )
                     .map_err(backend)?;
                 Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn create_token(&self, token: ApiToken) -> Result<ApiToken> {
+        let row = token.clone();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO tokens (digest, id, app_id, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        row.digest,
+                        row.id.as_str(),
+                        row.app_id.as_str(),
+                        ms(row.created_at),
+                        ms(row.expires_at),
+                        row.revoked_at.map(ms)
+                    ],
+                )
+                .map_err(conflict_or_backend("this token already exists"))?;
+                Ok(())
+            })
+            .await?;
+        Ok(token)
+    }
+
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<ApiToken>> {
+        let digest = digest.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM tokens WHERE digest = ?1",
+                rows::TOKEN_COLUMNS
+            ))?
+            .query_row([&digest], rows::token)
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, app: &AppId) -> Result<Vec<ApiToken>> {
+        let app = app.as_str().to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM tokens WHERE app_id = ?1 ORDER BY id DESC",
+                rows::TOKEN_COLUMNS
+            ))?
+            .query_map([&app], rows::token)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, app: &AppId, id: &TokenId, at: DateTime<Utc>) -> Result<()> {
+        let (app, id) = (app.as_str().to_owned(), id.as_str().to_owned());
+        self.writer
+            .write(move |conn| {
+                let found = conn
+                    .execute(
+                        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?3) WHERE app_id = ?1 AND id = ?2",
+                        params![app, id, ms(at)],
+                    )
+                    .map_err(backend)?;
+                if found == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
             })
             .await
     }

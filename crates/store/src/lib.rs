@@ -12,8 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use model::{
-    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EventType,
-    Message, MessageId, Status,
+    ApiToken, AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId,
+    EventType, Message, MessageId, Status, TokenId,
 };
 
 pub use conformance::conformance;
@@ -192,6 +192,14 @@ pub trait Store: Send + Sync + 'static {
     /// it reflects every endpoint write that completed before the call.
     async fn app_endpoints(&self, app: &AppId) -> Result<Arc<Vec<Endpoint>>>;
     async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint>;
+    /// Disables an endpoint of `app` (a receiver answered 410 Gone), updated at `at`.
+    /// Returns whether this call disabled it (`false`: it was disabled already).
+    async fn disable_endpoint(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<()>;
 
     // Ingest.
@@ -246,6 +254,16 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64>;
     /// Drops entity snapshots last updated before `updated_before`. Returns how many.
     async fn prune_entities(&self, updated_before: DateTime<Utc>) -> Result<u64>;
+
+    // Application-scoped API tokens.
+    async fn create_token(&self, token: ApiToken) -> Result<ApiToken>;
+    /// The token whose SHA-256 digest (lowercase hex) is `digest`, revoked or not.
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<ApiToken>>;
+    /// The application's tokens, newest first.
+    async fn list_tokens(&self, app: &AppId) -> Result<Vec<ApiToken>>;
+    /// Revokes a token of `app` at `at` (`NotFound` if `app` has no such token; revoking
+    /// twice keeps the first time).
+    async fn revoke_token(&self, app: &AppId, id: &TokenId, at: DateTime<Utc>) -> Result<()>;
 
     // Inspection.
     async fn list_attempts(

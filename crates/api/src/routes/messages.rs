@@ -217,7 +217,7 @@ impl Validate for ListQuery {
 }
 
 /// The application of a publish: the one named, or a new one from `application`.
-async fn app_for_publish(
+pub(crate) async fn app_for_publish(
     state: &AppState,
     app_id: &str,
     inline: Option<ApplicationIn>,

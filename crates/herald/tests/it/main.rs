@@ -13,3 +13,4 @@ mod entities;
 mod filters;
 mod subscriptions;
 mod support;
+mod tokens;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use model::{
-    AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId, EntityRef,
-    Envelope, ErrorKind, EventType, Message, MessageId, Method, PayloadMode, RetiredSecret, Secret,
-    Status, Trigger,
+    ApiToken, AppId, Application, Attempt, AttemptId, Delivery, DeliveryId, Endpoint, EndpointId,
+    EntityRef, Envelope, ErrorKind, EventType, Message, MessageId, Method, PayloadMode,
+    RetiredSecret, Secret, Status, TokenId, Trigger,
 };
 use rusqlite::Row;
 
@@ -138,6 +138,19 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> 
 
 pub(crate) fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
     message_at(row, 0)
+}
+
+pub(crate) const TOKEN_COLUMNS: &str = "id, app_id, digest, created_at, expires_at, revoked_at";
+
+pub(crate) fn token(row: &Row<'_>) -> rusqlite::Result<ApiToken> {
+    Ok(ApiToken {
+        id: TokenId::from_string(row.get(0)?),
+        app_id: AppId::from_string(row.get(1)?),
+        digest: row.get(2)?,
+        created_at: time(row.get(3)?),
+        expires_at: time(row.get(4)?),
+        revoked_at: row.get::<_, Option<i64>>(5)?.map(time),
+    })
 }
 
 pub(crate) const DELIVERY_COLUMNS: &str = "d.id, d.msg_id, d.app_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.trigger, d.created_at, d.updated_at";

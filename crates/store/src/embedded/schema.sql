@@ -79,6 +79,16 @@ CREATE TABLE IF NOT EXISTS entities (
     PRIMARY KEY (app_id, entity_type, entity_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entities_updated ON entities (updated_at);
+-- Application-scoped API tokens: only a SHA-256 digest of each token is kept.
+CREATE TABLE IF NOT EXISTS tokens (
+    digest TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    app_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS tokens_app ON tokens (app_id, id);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     app_id TEXT NOT NULL,
     key TEXT NOT NULL,

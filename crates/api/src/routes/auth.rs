@@ -1,0 +1,209 @@
+//! Application tokens: Svix's app-portal access (a token limited to one application),
+//! logout, and Herald's token listing and revocation. Tokens are shown once, when minted;
+//! Herald keeps only their SHA-256 digest.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use model::{ApiToken, TokenId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::applications::{self, ApplicationIn};
+use super::messages::app_for_publish;
+use crate::AppState;
+use crate::auth::{APP_TOKEN_PREFIX, Principal, digest_hex};
+use crate::error::{ApiError, ApiResult, ValidationErrorItem};
+use crate::extract::{ValidJson, Validate};
+use crate::validate;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(app_portal_access))
+        .routes(routes!(logout))
+        .routes(routes!(list_tokens))
+        .routes(routes!(revoke_token))
+}
+
+/// A token's lifetime when none is asked for: 7 days, as Svix.
+const DEFAULT_EXPIRY_SECONDS: u64 = 7 * 24 * 3600;
+const MAX_EXPIRY_SECONDS: u64 = 365 * 24 * 3600;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct AppPortalAccessIn {
+    /// Creates the application when the path names one that does not exist.
+    #[serde(default)]
+    application: Option<ApplicationIn>,
+    /// Accepted for Svix compatibility; Herald has no feature flags.
+    #[serde(default)]
+    feature_flags: Option<Vec<String>>,
+    /// How long the token is valid, in seconds (1 to 31,536,000; default 7 days).
+    #[serde(default)]
+    expiry: Option<u64>,
+}
+
+impl Validate for AppPortalAccessIn {
+    fn validate(&self) -> Vec<ValidationErrorItem> {
+        let mut problems = Vec::new();
+        if let Some(app) = &self.application {
+            app.check(&mut problems, "application");
+        }
+        if let Some(flags) = &self.feature_flags {
+            for (i, flag) in flags.iter().enumerate() {
+                let index = i.to_string();
+                validate::name(&mut problems, &["body", "featureFlags", &index], flag, 256);
+            }
+        }
+        if let Some(expiry) = self.expiry
+            && !(1..=MAX_EXPIRY_SECONDS).contains(&expiry)
+        {
+            problems.push(ValidationErrorItem::new(
+                &["body", "expiry"],
+                format!("must be 1 to {MAX_EXPIRY_SECONDS} seconds"),
+            ));
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct AppPortalAccessOut {
+    /// The token: `Authorization: Bearer <token>` opens this application's endpoints,
+    /// messages and attempts. Shown only now.
+    token: String,
+    /// The API root of the application this token opens (Herald has no hosted portal).
+    url: String,
+    /// Herald extension: the token's id, to revoke it.
+    token_id: String,
+    /// Herald extension: when the token stops working.
+    #[serde(serialize_with = "crate::time::serialize")]
+    expires_at: DateTime<Utc>,
+}
+
+/// Mint a token limited to one application (app-portal access).
+#[utoipa::path(post, path = "/api/v1/auth/app-portal-access/{app_id}", tag = "Authentication",
+    params(("app_id" = String, Path)), request_body = AppPortalAccessIn,
+    responses((status = 200, body = AppPortalAccessOut), (status = 404, body = crate::error::HttpErrorOut)))]
+async fn app_portal_access(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    ValidJson(body): ValidJson<AppPortalAccessIn>,
+) -> ApiResult<Json<AppPortalAccessOut>> {
+    let app = app_for_publish(&state, &app_id, body.application).await?;
+    let now = state.clock.now();
+    let seconds = body.expiry.unwrap_or(DEFAULT_EXPIRY_SECONDS);
+    let expires_at = now + chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+    let secret: [u8; 24] = rand::random();
+    let token = format!(
+        "{APP_TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    let stored = state
+        .store
+        .create_token(ApiToken {
+            id: TokenId::generate(),
+            app_id: app.id.clone(),
+            digest: digest_hex(&token),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        })
+        .await?;
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    Ok(Json(AppPortalAccessOut {
+        token,
+        url: format!("http://{host}/api/v1/app/{}", app.id),
+        token_id: stored.id.into_string(),
+        expires_at,
+    }))
+}
+
+/// Revoke the application token making this request.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "Authentication",
+    responses((status = 204), (status = 403, body = crate::error::HttpErrorOut)))]
+async fn logout(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<StatusCode> {
+    match principal {
+        Principal::App { app_id, token_id } => {
+            state
+                .store
+                .revoke_token(&app_id, &token_id, state.clock.now())
+                .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Principal::Admin => Err(ApiError::Forbidden(
+            "only an application token can log out; the admin token is set in Herald's \
+             configuration"
+                .into(),
+        )),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct TokenOut {
+    id: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    expires_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::serialize_opt")]
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenListOut {
+    data: Vec<TokenOut>,
+}
+
+/// Herald extension: an application's tokens (never the tokens themselves), newest first.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/token", tag = "Authentication",
+    params(("app_id" = String, Path)), responses((status = 200, body = TokenListOut)))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+) -> ApiResult<Json<TokenListOut>> {
+    let app = applications::load(&state, &app_id).await?;
+    let tokens = state.store.list_tokens(&app.id).await?;
+    Ok(Json(TokenListOut {
+        data: tokens
+            .into_iter()
+            .map(|t| TokenOut {
+                id: t.id.into_string(),
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                revoked_at: t.revoked_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Herald extension: revoke one of an application's tokens.
+#[utoipa::path(delete, path = "/api/v1/app/{app_id}/token/{token_id}", tag = "Authentication",
+    params(("app_id" = String, Path), ("token_id" = String, Path)), responses((status = 204)))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    Path((app_id, token_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = applications::load(&state, &app_id).await?;
+    if !TokenId::looks_like(&token_id) {
+        return Err(ApiError::NotFound);
+    }
+    state
+        .store
+        .revoke_token(&app.id, &TokenId::from_string(token_id), state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
