@@ -109,6 +109,11 @@ impl Herald {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The process id, while Herald runs (for reading `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends a request with the admin token; returns the status and the JSON body (Null if none).
     pub async fn call(
         &self,
@@ -287,6 +292,8 @@ pub struct Received {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status the receiver answered with.
+    pub status: u16,
 }
 
 impl Received {
@@ -396,6 +403,7 @@ async fn receive(
         query: uri.query().unwrap_or("").to_owned(),
         headers,
         body,
+        status,
     });
     state.arrived.notify_waiters();
     (StatusCode::from_u16(status).unwrap(), "receiver says hi")
