@@ -118,18 +118,29 @@ impl IntoResponse for ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
             }
             Self::Server(cause) => {
-                let detail = if matches!(
+                let full = matches!(
                     cause.downcast_ref::<std::io::Error>(),
                     Some(e) if e.kind() == std::io::ErrorKind::StorageFull
-                ) {
-                    "Herald could not store the request: the disk is full. Nothing was stored."
+                );
+                let (status, code, detail) = if full {
+                    (
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "storage_full",
+                        "Herald could not store the request: its storage is full (the disk, \
+                         or the configured max_store_size). Nothing was stored.",
+                    )
                 } else {
-                    "Herald could not complete the request: its storage failed. Nothing was stored."
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "Herald could not complete the request: its storage failed. Nothing was \
+                         stored.",
+                    )
                 };
                 let mut response = (
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    status,
                     Json(HttpErrorOut {
-                        code: "server_error".to_owned(),
+                        code: code.to_owned(),
                         detail: detail.to_owned(),
                     }),
                 )

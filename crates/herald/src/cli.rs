@@ -49,6 +49,10 @@ pub(crate) struct ServeArgs {
     /// commits on power loss (not on a crash) [default: full].
     #[arg(long, env = "HERALD_SYNC")]
     pub(crate) sync: Option<String>,
+    /// Cap on the embedded database's size, e.g. `10GiB`; beyond it publishes answer 507
+    /// (nothing stored) instead of filling the disk [default: none].
+    #[arg(long, env = "HERALD_MAX_STORE_SIZE")]
+    pub(crate) max_store_size: Option<String>,
     /// Largest accepted payload in bytes [default: 1048576].
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES")]
     pub(crate) max_payload_bytes: Option<String>,

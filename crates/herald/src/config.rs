@@ -19,6 +19,7 @@ pub(crate) struct Settings {
     pub(crate) data_dir: PathBuf,
     pub(crate) admin_token: Option<String>,
     pub(crate) sync_full: bool,
+    pub(crate) max_store_bytes: Option<u64>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) retry: RetryPolicy,
     pub(crate) attempt_timeout: Duration,
@@ -38,6 +39,7 @@ const KEYS: &[&str] = &[
     "data_dir",
     "admin_token",
     "sync",
+    "max_store_size",
     "max_payload_bytes",
     "retry_schedule",
     "retry_jitter",
@@ -82,6 +84,11 @@ impl Settings {
             "normal" => false,
             other => bail!("sync: `{other}` is not one of `full`, `normal`"),
         };
+        let max_store_bytes = raw("max_store_size", &args.max_store_size)
+            .map(|text| {
+                parse_size(text.trim()).with_context(|| format!("max_store_size: `{text}`"))
+            })
+            .transpose()?;
         let retry_schedule = match raw("retry_schedule", &args.retry_schedule) {
             None => RetryPolicy::svix_default(),
             // No retries: a failed first attempt fails the delivery (recover or resend it).
@@ -113,6 +120,7 @@ impl Settings {
                 .clone()
                 .or_else(|| file.get("admin_token").cloned()),
             sync_full,
+            max_store_bytes,
             max_payload_bytes: positive(
                 "max_payload_bytes",
                 raw("max_payload_bytes", &args.max_payload_bytes),
@@ -263,6 +271,34 @@ fn positive(key: &str, raw: Option<String>, default: usize) -> anyhow::Result<us
 fn duration(key: &str, raw: Option<String>, default: &str) -> anyhow::Result<Duration> {
     let text = raw.unwrap_or_else(|| default.to_owned());
     parse_duration(text.trim()).with_context(|| format!("{key}: `{text}`"))
+}
+
+/// `512MiB`, `10GiB`, `500MB`, `64KiB`, or a plain number of bytes.
+pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{text}` is not a size such as 512MiB or 10GiB"))?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => bail!("`{text}`: unknown unit `{other}`; use B, KB, MB, GB, KiB, MiB or GiB"),
+    };
+    let bytes = value * factor;
+    if bytes < 64.0 * 1024.0 {
+        bail!("`{text}` is too small: at least 64KiB");
+    }
+    Ok(bytes as u64)
 }
 
 /// `250ms`, `5s`, `5m`, `2h`, `1d`, or a plain number of seconds.

@@ -56,6 +56,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(EmbeddedConfig {
         path: db_path.clone(),
         sync_full: settings.sync_full,
+        max_bytes: settings.max_store_bytes,
     })
     .with_context(|| format!("opening the store at {}", db_path.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);

@@ -37,6 +37,9 @@ pub struct EmbeddedConfig {
     /// `synchronous = FULL`). `false` trades the last commits on power loss for speed
     /// (`NORMAL`); a process crash still loses nothing.
     pub sync_full: bool,
+    /// The database file grows to at most about this many bytes; beyond that writes fail
+    /// as if the disk were full (`io::ErrorKind::StorageFull`), leaving room on the disk.
+    pub max_bytes: Option<u64>,
 }
 
 /// The embedded SQLite store.
@@ -99,6 +102,16 @@ impl EmbeddedStore {
             .map_err(backend)?;
         conn.execute_batch(include_str!("embedded/schema.sql"))
             .map_err(backend)?;
+        if let Some(max) = config.max_bytes {
+            let page: u64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(backend)?;
+            conn.execute_batch(&format!(
+                "PRAGMA max_page_count = {};",
+                (max / page.max(512)).max(1)
+            ))
+            .map_err(backend)?;
+        }
         let writer = Writer::start(conn).map_err(|e| StoreError::Backend(Arc::new(e)))?;
         Ok(Self {
             writer,

@@ -209,3 +209,74 @@ async fn kills_during_ingest_attempts_and_retries_lose_nothing() {
     }
     drop(herald);
 }
+
+#[tokio::test]
+async fn a_full_store_answers_507_keeps_running_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let herald = Herald::start_in(tmp.path(), &["--max-store-size", "512KiB"]).await;
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/full")}))
+        .await;
+    let pad = "x".repeat(2000);
+    let mut accepted = HashSet::new();
+    let mut refused = None;
+    for n in 0..2000 {
+        let (status, body) = herald
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/app/{app}/msg"),
+                Some(json!({"eventType": "a.b", "eventId": format!("e{n}"), "payload": {"pad": pad}})),
+            )
+            .await;
+        if status.is_success() {
+            accepted.insert(body["id"].as_str().unwrap().to_owned());
+        } else {
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (n, status, body) = refused.expect("the store fills up");
+    assert_eq!(status, reqwest::StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(body["code"], "storage_full");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing was stored"),
+        "{body}"
+    );
+    // Herald keeps running: it answers reads, and the refused message was not stored.
+    let (status, _) = herald
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/app/{app}/msg/e{n}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    herald.get(&format!("/api/v1/app/{app}")).await;
+    // Every accepted message reaches the receiver.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let delivered: HashSet<String> = receiver
+            .received_on("/full")
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        let missing = accepted.difference(&delivered).count();
+        if missing == 0 {
+            eprintln!(
+                "full store: {} accepted before the first 507, all delivered",
+                accepted.len()
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} accepted messages never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -20,7 +20,9 @@ const MAX_GROUP: usize = 512;
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(250);
 
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// A write: runs in the group's transaction, and gives back how to answer its caller once
+/// the group is committed, and its error if it failed.
+type Job = Box<dyn FnOnce(&Connection) -> (Reply, Option<StoreError>) + Send>;
 
 /// Handle to the writer thread. Cloning is cheap; the thread stops when every handle is gone.
 #[derive(Clone)]
@@ -47,9 +49,11 @@ impl Writer {
         let (tx, rx) = oneshot::channel::<Result<R>>();
         let job: Job = Box::new(move |conn: &Connection| {
             let outcome = in_savepoint(conn, f);
-            Box::new(move |committed: Result<()>| {
+            let failed = outcome.as_ref().err().cloned();
+            let reply: Reply = Box::new(move |committed: Result<()>| {
                 let _ = tx.send(committed.and(outcome));
-            })
+            });
+            (reply, failed)
         });
         self.jobs
             .send(job)
@@ -79,6 +83,9 @@ fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) 
             exec(conn, "RELEASE w")?;
             Ok(value)
         }
+        // SQLite rolls back the whole transaction by itself after some errors (a full
+        // disk, an I/O error): then there is no savepoint left to roll back to.
+        Err(err) if conn.is_autocommit() => Err(err),
         Err(err) => {
             exec(conn, "ROLLBACK TO w")?;
             exec(conn, "RELEASE w")?;
@@ -107,7 +114,35 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             tracing::error!(error = %err, "store could not begin a transaction");
             continue;
         }
-        let replies: Vec<Reply> = group.into_iter().map(|job| job(&conn)).collect();
+        let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
+        let mut jobs = group.into_iter();
+        let mut began = true;
+        for job in jobs.by_ref() {
+            let (reply, failed) = job(&conn);
+            replies.push(reply);
+            if conn.is_autocommit() {
+                // SQLite rolled the transaction back after this write failed: the writes
+                // before it in the group are gone too, and their callers are told so with
+                // the same cause. The rest of the group gets a transaction of its own.
+                let cause = failed.unwrap_or_else(|| {
+                    backend_msg("the storage engine rolled the transaction back")
+                });
+                tracing::error!(error = %cause, source = ?std::error::Error::source(&cause), "a store write failed and rolled back its transaction");
+                for reply in replies.drain(..) {
+                    reply(Err(cause.clone()));
+                }
+                if let Err(err) = exec(&conn, "BEGIN IMMEDIATE") {
+                    tracing::error!(error = %err, "store could not begin a transaction");
+                    began = false;
+                    break;
+                }
+            }
+        }
+        if !began {
+            // Dropping the remaining jobs answers each caller with an error.
+            drop(jobs);
+            continue;
+        }
         let committed = exec(&conn, "COMMIT");
         if let Err(err) = &committed {
             let _ = exec(&conn, "ROLLBACK");
