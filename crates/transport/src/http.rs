@@ -259,12 +259,26 @@ fn classify(err: &reqwest::Error) -> ErrorKind {
         if text.contains("dns error") || text.contains("failed to lookup address") {
             return ErrorKind::Dns;
         }
-        source = cause.source();
+        source = wrapped_or_source(cause);
     }
     if err.is_builder() {
         ErrorKind::Refused
     } else {
         ErrorKind::Connection
+    }
+}
+
+/// The next error down the chain. An `io::Error`'s `source` skips the error it wraps,
+/// and a certificate refused by rustls arrives wrapped in two of them (tokio-rustls's and
+/// the connector's), so for those this is the wrapped error.
+fn wrapped_or_source<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match err.downcast_ref::<std::io::Error>() {
+        Some(io) => io
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => err.source(),
     }
 }
 
@@ -287,7 +301,7 @@ fn describe(err: &reqwest::Error) -> String {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use super::parse_retry_after;
+    use super::{parse_retry_after, wrapped_or_source};
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {
@@ -305,5 +319,18 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn a_tls_error_inside_io_errors_is_reached() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let err = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        let mut found = false;
+        while let Some(c) = cause {
+            found |= c.is::<rustls::Error>();
+            cause = wrapped_or_source(c);
+        }
+        assert!(found);
     }
 }
