@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use model::{Clock, DeliveryId, EndpointId, Message, Trigger};
-use store::{AttemptRecord, DueDelivery, Store};
+use model::{Clock, DeliveryId, Endpoint, EndpointId, Message, Trigger};
+use store::{AttemptRecord, DueDelivery, Store, StoreError};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -85,6 +85,10 @@ pub(crate) struct Shared {
     /// The recorder's end, taken by `run`. A `std` mutex: taken once.
     records_rx: Mutex<Option<mpsc::UnboundedReceiver<(DeliveryId, AttemptRecord)>>>,
 }
+
+/// The status with which a receiver asks never to be sent anything again (Standard
+/// Webhooks): the delivery is not retried and the endpoint is disabled.
+const GONE: u16 = 410;
 
 /// Attempts written in one store call at most.
 const MAX_RECORD_BATCH: usize = 1024;
@@ -416,7 +420,7 @@ impl Shared {
             self.throttle.wait_turn(&endpoint.id, rate).await;
         }
         let rules = self.rules.get(endpoint);
-        let outcome = if endpoint.disabled {
+        let mut outcome = if endpoint.disabled {
             refused("endpoint is disabled".to_owned())
         } else if rules.invalid {
             refused("the endpoint's filter or transform is invalid".to_owned())
@@ -432,6 +436,12 @@ impl Shared {
             )
             .await
         };
+        if outcome.status_code == Some(GONE) {
+            // Disabled before the slot is freed, so the endpoint's next queued delivery
+            // is refused rather than sent to a receiver that asked for nothing more.
+            outcome.permanent = true;
+            self.disable_gone(endpoint).await;
+        }
         // The endpoint's slot limits concurrent requests to the receiver, so it is free
         // once the exchange is over; the delivery stays held until it is recorded.
         self.free_slot(&job);
@@ -453,6 +463,30 @@ impl Shared {
             // The recorder has stopped (shutdown): the delivery stays leased and is
             // attempted again after its lease or the next start.
             self.forget(&job);
+        }
+    }
+
+    /// Disables an endpoint whose receiver answered 410 Gone. Its pending deliveries are
+    /// then refused ("endpoint is disabled") and new messages skip it, until it is
+    /// enabled again through the API.
+    async fn disable_gone(&self, endpoint: &Endpoint) {
+        let disabled = self
+            .store
+            .disable_endpoint(&endpoint.app_id, &endpoint.id, self.clock.now())
+            .await;
+        match disabled {
+            Ok(true) => tracing::info!(
+                app_id = %endpoint.app_id,
+                endpoint_id = %endpoint.id,
+                "endpoint disabled: its receiver answered 410 Gone"
+            ),
+            // Disabled by a concurrent attempt already, or deleted meanwhile.
+            Ok(false) | Err(StoreError::NotFound) => {}
+            Err(err) => tracing::warn!(
+                error = %err,
+                endpoint_id = %endpoint.id,
+                "disabling an endpoint after 410 Gone failed; the next 410 tries again"
+            ),
         }
     }
 
