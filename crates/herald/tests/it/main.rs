@@ -10,6 +10,7 @@ mod crud;
 mod delivery;
 mod destinations;
 mod entities;
+mod faults;
 mod filters;
 mod subscriptions;
 mod support;
