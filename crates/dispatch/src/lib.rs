@@ -7,6 +7,7 @@
 
 mod attempt;
 mod fanout;
+mod health;
 mod ingest;
 mod record;
 mod schedule;

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use model::{Clock, DeliveryId, Endpoint, EndpointId, Message, Trigger};
-use store::{AttemptRecord, DueDelivery, Store, StoreError};
+use model::{Clock, DeliveryId, EndpointId, ErrorKind, Message, Trigger};
+use store::{AttemptRecord, DueDelivery, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,8 +20,9 @@ use transport::Transports;
 
 use crate::attempt::{attempt, refused};
 use crate::fanout::CompiledRules;
+use crate::health::Health;
 use crate::record::attempt_record;
-use crate::schedule::{RetryPolicy, next_step};
+use crate::schedule::{NextStep, RetryPolicy, next_step};
 use crate::throttle::Throttle;
 
 /// Settings of the worker; the caller decides every value.
@@ -44,6 +45,10 @@ pub struct DispatcherConfig {
     pub drain_timeout: Duration,
     /// Entity snapshots not updated for this long are dropped.
     pub entity_retention: Duration,
+    /// An endpoint failing continuously for this long is disabled; `None`: never.
+    pub auto_disable_after: Option<Duration>,
+    /// The uid of the application operational events are published into, if it exists.
+    pub operator_app: Option<String>,
 }
 
 /// One delivery to attempt.
@@ -78,7 +83,9 @@ pub(crate) struct Shared {
     /// Wakes the poller early (resend, recover, freed capacity).
     wake: Notify,
     /// Attempt tasks, so shutdown can wait for them.
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
+    /// Which endpoints are failing, since when.
+    pub(crate) health: Health,
     stopping: CancellationToken,
     /// Finished attempts on their way to the recorder, which writes them in batches.
     records: mpsc::UnboundedSender<(DeliveryId, AttemptRecord)>,
@@ -135,6 +142,7 @@ impl Dispatcher {
                 throttle: Throttle::default(),
                 wake: Notify::new(),
                 tasks: TaskTracker::new(),
+                health: Health::default(),
                 stopping: CancellationToken::new(),
             }),
         }
@@ -159,6 +167,7 @@ impl Dispatcher {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .expect("Dispatcher::run is called once");
+        self.shared.load_health().await;
         let recorder_done = CancellationToken::new();
         let recorder = self
             .shared
@@ -436,16 +445,23 @@ impl Shared {
             )
             .await
         };
-        if outcome.status_code == Some(GONE) {
+        let now = self.clock.now();
+        let gone = outcome.status_code == Some(GONE);
+        if gone {
             // Disabled before the slot is freed, so the endpoint's next queued delivery
             // is refused rather than sent to a receiver that asked for nothing more.
             outcome.permanent = true;
-            self.disable_gone(endpoint).await;
+            let since = self.health.failing_since(&endpoint.id).unwrap_or(now);
+            self.disable(endpoint, since, "gone").await;
         }
         // The endpoint's slot limits concurrent requests to the receiver, so it is free
         // once the exchange is over; the delivery stays held until it is recorded.
         self.free_slot(&job);
-        let now = self.clock.now();
+        // The receiver's health: not when Herald refused to send (a disabled endpoint, a
+        // refused destination), which says nothing about the receiver.
+        if !gone && !endpoint.disabled && outcome.error != Some(ErrorKind::Refused) {
+            self.note_health(endpoint, outcome.delivered(), now).await;
+        }
         let step = next_step(
             &self.config.retry,
             job.attempts + 1,
@@ -455,6 +471,9 @@ impl Shared {
         );
         let url = model::destination::masked_url(&endpoint.url);
         let record = attempt_record(&job, &url, &outcome, &step, now);
+        if step == NextStep::Failed && !endpoint.disabled {
+            self.attempts_exhausted(endpoint, &job.message, &record.attempt);
+        }
         if self
             .records
             .send((job.delivery_id.clone(), record))
@@ -463,30 +482,6 @@ impl Shared {
             // The recorder has stopped (shutdown): the delivery stays leased and is
             // attempted again after its lease or the next start.
             self.forget(&job);
-        }
-    }
-
-    /// Disables an endpoint whose receiver answered 410 Gone. Its pending deliveries are
-    /// then refused ("endpoint is disabled") and new messages skip it, until it is
-    /// enabled again through the API.
-    async fn disable_gone(&self, endpoint: &Endpoint) {
-        let disabled = self
-            .store
-            .disable_endpoint(&endpoint.app_id, &endpoint.id, self.clock.now())
-            .await;
-        match disabled {
-            Ok(true) => tracing::info!(
-                app_id = %endpoint.app_id,
-                endpoint_id = %endpoint.id,
-                "endpoint disabled: its receiver answered 410 Gone"
-            ),
-            // Disabled by a concurrent attempt already, or deleted meanwhile.
-            Ok(false) | Err(StoreError::NotFound) => {}
-            Err(err) => tracing::warn!(
-                error = %err,
-                endpoint_id = %endpoint.id,
-                "disabling an endpoint after 410 Gone failed; the next 410 tries again"
-            ),
         }
     }
 

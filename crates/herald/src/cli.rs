@@ -103,6 +103,15 @@ pub(crate) struct ServeArgs {
     /// Refuse destinations without TLS (`http://`, `amqp://`).
     #[arg(long, env = "HERALD_HTTPS_ONLY")]
     pub(crate) https_only: bool,
+    /// An endpoint failing continuously for this long is disabled; `none` never disables
+    /// [default: 5d].
+    #[arg(long, env = "HERALD_AUTO_DISABLE_AFTER")]
+    pub(crate) auto_disable_after: Option<String>,
+    /// The uid of the application Herald publishes operational events into
+    /// (`endpoint.disabled`, `message.attempt.exhausted`), if it exists
+    /// [default: herald-operator].
+    #[arg(long, env = "HERALD_OPERATOR_APP")]
+    pub(crate) operator_app: Option<String>,
     /// Entity snapshots not updated for this long are dropped [default: 30d].
     #[arg(long, env = "HERALD_ENTITY_RETENTION")]
     pub(crate) entity_retention: Option<String>,

@@ -29,6 +29,8 @@ pub(crate) struct Settings {
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) entity_retention: Duration,
+    pub(crate) auto_disable_after: Option<Duration>,
+    pub(crate) operator_app: String,
     pub(crate) destinations: transport::DestinationPolicy,
     pub(crate) log: String,
 }
@@ -51,6 +53,8 @@ const KEYS: &[&str] = &[
     "poll_interval",
     "drain_timeout",
     "entity_retention",
+    "auto_disable_after",
+    "operator_app",
     "allow_destination",
     "deny_destination",
     "https_only",
@@ -160,6 +164,12 @@ impl Settings {
                 raw("drain_timeout", &args.drain_timeout),
                 "10s",
             )?,
+            auto_disable_after: match raw("auto_disable_after", &args.auto_disable_after) {
+                Some(text) if text.trim() == "none" => None,
+                other => Some(duration("auto_disable_after", other, "5d")?),
+            },
+            operator_app: raw("operator_app", &args.operator_app)
+                .unwrap_or_else(|| "herald-operator".into()),
             entity_retention: duration(
                 "entity_retention",
                 raw("entity_retention", &args.entity_retention),

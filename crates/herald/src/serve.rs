@@ -95,6 +95,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             poll_batch: 1000,
             drain_timeout: settings.drain_timeout,
             entity_retention: settings.entity_retention,
+            auto_disable_after: settings.auto_disable_after,
+            operator_app: Some(settings.operator_app.clone()),
         },
     );
     let router = api::router(

@@ -24,6 +24,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     messages_and_deliveries(&*store).await;
     entity_snapshots(&*store).await;
     tokens(&*store).await;
+    failing_endpoints(&*store).await;
 }
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -786,4 +787,27 @@ async fn tokens(store: &dyn Store) {
     assert_eq!(store.token_by_digest("d2").await.unwrap(), None);
     assert_eq!(store.token_by_digest("d3").await.unwrap(), Some(other));
     store.delete_app(&b.id).await.unwrap();
+}
+
+/// Endpoint health: the first failure time is kept until cleared; deleting the
+/// application forgets its endpoints.
+async fn failing_endpoints(store: &dyn Store) {
+    let a = store.create_app(app(Some("failing"))).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    assert!(store.failing_endpoints().await.unwrap().is_empty());
+    store.mark_failing(&a.id, &e.id, t(10)).await.unwrap();
+    store.mark_failing(&a.id, &e.id, t(20)).await.unwrap();
+    assert_eq!(
+        store.failing_endpoints().await.unwrap(),
+        vec![(e.id.clone(), t(10))],
+        "the first failure counts"
+    );
+    store.clear_failing(&e.id).await.unwrap();
+    assert!(store.failing_endpoints().await.unwrap().is_empty());
+    store.mark_failing(&a.id, &e.id, t(30)).await.unwrap();
+    store.delete_app(&a.id).await.unwrap();
+    assert!(store.failing_endpoints().await.unwrap().is_empty());
 }

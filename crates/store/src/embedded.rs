@@ -454,6 +454,7 @@ impl Store for EmbeddedStore {
                     "idempotency_keys",
                     "entities",
                     "tokens",
+                    "failing_endpoints",
                     "deliveries",
                     "attempts",
                 ] {
@@ -722,6 +723,11 @@ impl Store for EmbeddedStore {
                     .map_err(backend)?;
                 conn.execute("DELETE FROM attempts WHERE endpoint_id = ?1", [&id])
                     .map_err(backend)?;
+                conn.execute(
+                    "DELETE FROM failing_endpoints WHERE endpoint_id = ?1",
+                    [&id],
+                )
+                .map_err(backend)?;
                 Ok(())
             })
             .await?;
@@ -1032,6 +1038,53 @@ impl Store for EmbeddedStore {
                 Ok(n as u64)
             })
             .await
+    }
+
+    async fn mark_failing(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+    ) -> Result<()> {
+        let (app, endpoint) = (app.as_str().to_owned(), endpoint.as_str().to_owned());
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO failing_endpoints (endpoint_id, app_id, failing_since) VALUES (?1, ?2, ?3) ON CONFLICT (endpoint_id) DO NOTHING",
+                    params![endpoint, app, ms(since)],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn clear_failing(&self, endpoint: &EndpointId) -> Result<()> {
+        let endpoint = endpoint.as_str().to_owned();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM failing_endpoints WHERE endpoint_id = ?1",
+                    [&endpoint],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn failing_endpoints(&self) -> Result<Vec<(EndpointId, DateTime<Utc>)>> {
+        self.read(|conn| {
+            conn.prepare("SELECT endpoint_id, failing_since FROM failing_endpoints")?
+                .query_map([], |row| {
+                    Ok((
+                        EndpointId::from_string(row.get(0)?),
+                        rows::time(row.get(1)?),
+                    ))
+                })?
+                .collect()
+        })
+        .await
     }
 
     async fn create_token(&self, token: ApiToken) -> Result<ApiToken> {

@@ -255,6 +255,20 @@ pub trait Store: Send + Sync + 'static {
     /// Drops entity snapshots last updated before `updated_before`. Returns how many.
     async fn prune_entities(&self, updated_before: DateTime<Utc>) -> Result<u64>;
 
+    // Endpoint health, for disabling endpoints that keep failing.
+    /// Records that `endpoint` of `app` has failed continuously since `since`, unless it
+    /// is already recorded as failing (the earlier time is kept).
+    async fn mark_failing(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Forgets that `endpoint` was failing (it succeeded, or was disabled).
+    async fn clear_failing(&self, endpoint: &EndpointId) -> Result<()>;
+    /// Every endpoint recorded as failing, with the time it started.
+    async fn failing_endpoints(&self) -> Result<Vec<(EndpointId, DateTime<Utc>)>>;
+
     // Application-scoped API tokens.
     async fn create_token(&self, token: ApiToken) -> Result<ApiToken>;
     /// The token whose SHA-256 digest (lowercase hex) is `digest`, revoked or not.

@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS entities (
     PRIMARY KEY (app_id, entity_type, entity_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entities_updated ON entities (updated_at);
+-- Endpoints failing continuously since failing_since (cleared by a success).
+CREATE TABLE IF NOT EXISTS failing_endpoints (
+    endpoint_id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    failing_since INTEGER NOT NULL
+);
 -- Application-scoped API tokens: only a SHA-256 digest of each token is kept.
 CREATE TABLE IF NOT EXISTS tokens (
     digest TEXT PRIMARY KEY,
