@@ -47,7 +47,7 @@ pub(crate) struct AppState {
         description = "Webhook delivery server. A superset of the Svix API: the official Svix SDKs work unchanged.",
         license(name = "MIT OR Apache-2.0")
     ),
-    components(schemas(error::HttpErrorOut, error::HttpValidationError, error::ValidationErrorItem)),
+    components(schemas(error::HttpErrorOut, error::HttpValidationError, error::ValidationErrorItem, list::Ordering)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

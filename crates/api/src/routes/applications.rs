@@ -34,11 +34,14 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApplicationIn {
+    #[schema(min_length = 1, max_length = 256, pattern = "\\S")]
     pub(crate) name: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[a-zA-Z0-9_.-]+$")]
     pub(crate) uid: Option<String>,
     /// Messages per second this application may publish (stored; not enforced yet).
     #[serde(default, alias = "rateLimit")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub(crate) throttle_rate: Option<u16>,
     #[serde(default)]
     pub(crate) metadata: Option<BTreeMap<String, String>>,
@@ -146,6 +149,7 @@ impl From<Application> for ApplicationOut {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// How many items to return (1 to 250, default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// The `iterator` of the previous page; prefix `-` to page backwards.
     iterator: Option<String>,

@@ -160,6 +160,7 @@ fn next_attempt(delivery: &Delivery) -> Option<DateTime<Utc>> {
 #[into_params(parameter_in = Query)]
 struct AttemptListQuery {
     /// How many items to return (1 to 250, default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// The `iterator` of the previous page; prefix `-` to page backwards.
     iterator: Option<String>,
@@ -191,6 +192,7 @@ impl Validate for AttemptListQuery {
 #[into_params(parameter_in = Query)]
 struct DeliveryListQuery {
     /// How many items to return (1 to 250, default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// The `iterator` of the previous page; prefix `-` to page backwards.
     iterator: Option<String>,

@@ -185,23 +185,28 @@ const MAX_RETIRED_SECRETS: usize = 5;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EndpointIn {
+    #[schema(max_length = 65536, pattern = "^(https?|amqps?)://")]
     url: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[a-zA-Z0-9_.-]+$")]
     uid: Option<String>,
     #[serde(default)]
     version: Option<i32>,
     /// Attempts per second to this endpoint at most, evenly spaced.
     #[serde(default, alias = "rateLimit")]
+    #[schema(minimum = 1, maximum = 65535)]
     throttle_rate: Option<u16>,
     #[serde(default)]
     disabled: Option<bool>,
     /// Event types this endpoint receives; none means all.
     #[serde(default, alias = "filterTypes")]
+    #[schema(min_items = 1, max_items = 1000)]
     event_types: Option<Vec<String>>,
     /// Channels this endpoint receives; none means all messages.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 10)]
     channels: Option<Vec<String>>,
     /// `whsec_` + base64 of 24 to 64 bytes; generated when absent.
     #[serde(default)]
@@ -314,20 +319,25 @@ impl Validate for EndpointIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EndpointUpdate {
+    #[schema(max_length = 65536, pattern = "^(https?|amqps?)://")]
     url: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[a-zA-Z0-9_.-]+$")]
     uid: Option<String>,
     #[serde(default)]
     version: Option<i32>,
     #[serde(default, alias = "rateLimit")]
+    #[schema(minimum = 1, maximum = 65535)]
     throttle_rate: Option<u16>,
     #[serde(default)]
     disabled: Option<bool>,
     #[serde(default, alias = "filterTypes")]
+    #[schema(min_items = 1, max_items = 1000)]
     event_types: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 10)]
     channels: Option<Vec<String>>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
@@ -732,6 +742,7 @@ struct EndpointStats {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// How many items to return (1 to 250, default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// The `iterator` of the previous page; prefix `-` to page backwards.
     iterator: Option<String>,

@@ -33,6 +33,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EventTypeIn {
+    #[schema(min_length = 1, max_length = 256, pattern = "^[a-zA-Z0-9_.-]+$")]
     name: String,
     description: String,
     #[serde(default)]
@@ -163,6 +164,7 @@ impl EventTypeOut {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// How many items to return (1 to 250, default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// The `iterator` of the previous page; prefix `-` to page backwards.
     iterator: Option<String>,

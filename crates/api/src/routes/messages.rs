@@ -33,21 +33,26 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 struct MessageIn {
     /// The event type, e.g. `order.created`.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[a-zA-Z0-9_.-]+$")]
     event_type: String,
     /// The JSON object delivered to endpoints, byte for byte.
     #[schema(value_type = Object)]
     payload: Box<RawValue>,
     /// Your id for this event; unique per application.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[a-zA-Z0-9_.-]+$")]
     event_id: Option<String>,
     /// Channels (1 to 5); endpoints that name channels receive only messages in one of them.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 5)]
     channels: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 5)]
     tags: Option<Vec<String>>,
     /// Herald extension: the party that caused the event; endpoints whose `party` is the
     /// same do not receive it.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[a-zA-Z0-9_.-]+$")]
     origin: Option<String>,
     /// Herald extension: the entity this message is about (e.g. a case's guid). Herald
     /// keeps the last payload per entity as its snapshot; endpoints can filter on
@@ -189,6 +194,7 @@ pub(crate) fn split_event_types(values: &[String]) -> Option<Vec<String>> {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// How many items to return (1 to 250, default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// The `iterator` of the previous page; prefix `-` to page backwards.
     iterator: Option<String>,
