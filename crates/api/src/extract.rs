@@ -1,5 +1,6 @@
 //! Extractors that answer bad input in Svix's error shapes: `ValidJson` (body, with
-//! the path of the bad field) and `ValidQuery` (query string, repeated keys allowed).
+//! the path of the bad field), `ValidQuery` (query string, repeated keys allowed) and
+//! `ValidPath` (path parameters).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
@@ -108,5 +109,24 @@ where
             return Err(ApiError::Validation(problems));
         }
         Ok(Self(value))
+    }
+}
+
+/// Path parameters. One that cannot be read (e.g. not UTF-8 once percent-decoded) is a 422
+/// at `path`, like any other bad input, rather than axum's plain-text 400.
+pub(crate) struct ValidPath<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for ValidPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::invalid(&["path"], rejection.body_text())),
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use model::{AppId, Application};
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::Patch;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ValidJson, ValidQuery, Validate};
+use crate::extract::{ValidJson, ValidPath, ValidQuery, Validate};
 use crate::list::{ListResponse, Ordering, order_of, paging};
 use crate::validate::{self, Problems};
 
@@ -236,7 +236,7 @@ async fn create_application(
     responses((status = 200, body = ApplicationOut), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn get_application(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
 ) -> ApiResult<Json<ApplicationOut>> {
     Ok(Json(load(&state, &app_id).await?.into()))
 }
@@ -248,7 +248,7 @@ async fn get_application(
     responses((status = 200, body = ApplicationOut), (status = 201, body = ApplicationOut)))]
 async fn update_application(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
     ValidJson(body): ValidJson<ApplicationIn>,
 ) -> ApiResult<(StatusCode, Json<ApplicationOut>)> {
     let now = state.clock.now();
@@ -283,7 +283,7 @@ async fn update_application(
     responses((status = 200, body = ApplicationOut)))]
 async fn patch_application(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
     ValidJson(patch): ValidJson<ApplicationPatch>,
 ) -> ApiResult<Json<ApplicationOut>> {
     let mut app = load(&state, &app_id).await?;
@@ -307,7 +307,7 @@ async fn patch_application(
     responses((status = 204)))]
 async fn delete_application(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
 ) -> ApiResult<StatusCode> {
     let app = load(&state, &app_id).await?;
     state.store.delete_app(&app.id).await?;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use model::{Attempt, AttemptId, Delivery, Endpoint, Message, Status, Trigger};
@@ -17,7 +17,7 @@ use super::messages::{self, MessageOut};
 use super::{applications, endpoints};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ValidationErrorItem};
-use crate::extract::{ValidQuery, Validate};
+use crate::extract::{ValidPath, ValidQuery, Validate};
 use crate::list::{ListResponse, paging};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -221,7 +221,7 @@ impl Validate for DeliveryListQuery {
     responses((status = 200, body = ListResponse<MessageAttemptOut>)))]
 async fn list_attempts_by_msg(
     State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    ValidPath((app_id, msg_id)): ValidPath<(String, String)>,
     ValidQuery(query): ValidQuery<AttemptListQuery>,
 ) -> ApiResult<Json<ListResponse<MessageAttemptOut>>> {
     let app = applications::load(&state, &app_id).await?;
@@ -254,7 +254,7 @@ async fn list_attempts_by_msg(
     responses((status = 200, body = ListResponse<MessageAttemptOut>)))]
 async fn list_attempts_by_endpoint(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidQuery(query): ValidQuery<AttemptListQuery>,
 ) -> ApiResult<Json<ListResponse<MessageAttemptOut>>> {
     let (app, endpoint) = endpoints::load(&state, &app_id, &endpoint_id).await?;
@@ -299,7 +299,7 @@ async fn list_attempts_by_endpoint(
     responses((status = 200, body = MessageAttemptOut), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn get_attempt(
     State(state): State<AppState>,
-    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
+    ValidPath((app_id, msg_id, attempt_id)): ValidPath<(String, String, String)>,
 ) -> ApiResult<Json<MessageAttemptOut>> {
     let app = applications::load(&state, &app_id).await?;
     let message = messages::load(&state, &app, &msg_id).await?;
@@ -320,7 +320,7 @@ struct EmptyResponse {}
     responses((status = 202, body = EmptyResponse), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn resend_webhook(
     State(state): State<AppState>,
-    Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
+    ValidPath((app_id, msg_id, endpoint_id)): ValidPath<(String, String, String)>,
 ) -> ApiResult<(StatusCode, Json<EmptyResponse>)> {
     let (app, endpoint) = endpoints::load(&state, &app_id, &endpoint_id).await?;
     let message = messages::load(&state, &app, &msg_id).await?;
@@ -339,7 +339,7 @@ async fn resend_webhook(
     responses((status = 200, body = ListResponse<MessageEndpointOut>)))]
 async fn list_attempted_destinations(
     State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    ValidPath((app_id, msg_id)): ValidPath<(String, String)>,
     ValidQuery(query): ValidQuery<DeliveryListQuery>,
 ) -> ApiResult<Json<ListResponse<MessageEndpointOut>>> {
     let app = applications::load(&state, &app_id).await?;
@@ -372,7 +372,7 @@ async fn list_attempted_destinations(
     responses((status = 200, body = ListResponse<EndpointMessageOut>)))]
 async fn list_attempted_messages(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidQuery(query): ValidQuery<DeliveryListQuery>,
 ) -> ApiResult<Json<ListResponse<EndpointMessageOut>>> {
     let (app, endpoint) = endpoints::load(&state, &app_id, &endpoint_id).await?;

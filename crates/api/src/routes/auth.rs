@@ -2,7 +2,7 @@
 //! logout, and Herald's token listing and revocation. Tokens are shown once, when minted;
 //! Herald keeps only their SHA-256 digest.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use base64::Engine;
@@ -18,7 +18,7 @@ use super::messages::app_for_publish;
 use crate::AppState;
 use crate::auth::{APP_TOKEN_PREFIX, Principal, digest_hex};
 use crate::error::{ApiError, ApiResult, ValidationErrorItem};
-use crate::extract::{ValidJson, Validate};
+use crate::extract::{ValidJson, ValidPath, Validate};
 use crate::validate;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -92,7 +92,7 @@ struct AppPortalAccessOut {
     responses((status = 200, body = AppPortalAccessOut), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn app_portal_access(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
     headers: HeaderMap,
     ValidJson(body): ValidJson<AppPortalAccessIn>,
 ) -> ApiResult<Json<AppPortalAccessOut>> {
@@ -173,7 +173,7 @@ struct TokenListOut {
     params(("app_id" = String, Path)), responses((status = 200, body = TokenListOut)))]
 async fn list_tokens(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
 ) -> ApiResult<Json<TokenListOut>> {
     let app = applications::load(&state, &app_id).await?;
     let tokens = state.store.list_tokens(&app.id).await?;
@@ -195,7 +195,7 @@ async fn list_tokens(
     params(("app_id" = String, Path), ("token_id" = String, Path)), responses((status = 204)))]
 async fn revoke_token(
     State(state): State<AppState>,
-    Path((app_id, token_id)): Path<(String, String)>,
+    ValidPath((app_id, token_id)): ValidPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let app = applications::load(&state, &app_id).await?;
     if !TokenId::looks_like(&token_id) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use model::destination;
@@ -21,7 +21,7 @@ use super::Patch;
 use super::applications;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ValidationErrorItem};
-use crate::extract::{ValidJson, ValidQuery, Validate};
+use crate::extract::{ValidJson, ValidPath, ValidQuery, Validate};
 use crate::list::{ListResponse, Ordering, order_of, paging};
 use crate::validate::{self, Problems};
 
@@ -789,7 +789,7 @@ pub(crate) async fn load(
     responses((status = 200, body = ListResponse<EndpointOut>)))]
 async fn list_endpoints(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
     ValidQuery(query): ValidQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse<EndpointOut>>> {
     let app = applications::load(&state, &app_id).await?;
@@ -811,7 +811,7 @@ async fn list_endpoints(
     responses((status = 201, body = EndpointOut), (status = 422, body = crate::error::HttpValidationError)))]
 async fn create_endpoint(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
     ValidJson(body): ValidJson<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = applications::load(&state, &app_id).await?;
@@ -831,7 +831,7 @@ async fn create_endpoint(
     responses((status = 200, body = EndpointOut), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn get_endpoint(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
     let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
     Ok(Json(endpoint.into()))
@@ -843,7 +843,7 @@ async fn get_endpoint(
     responses((status = 200, body = EndpointOut), (status = 201, body = EndpointOut)))]
 async fn update_endpoint(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidJson(body): ValidJson<EndpointUpdate>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = applications::load(&state, &app_id).await?;
@@ -876,7 +876,7 @@ async fn update_endpoint(
     responses((status = 200, body = EndpointOut)))]
 async fn patch_endpoint(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidJson(patch): ValidJson<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
     let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
@@ -929,7 +929,7 @@ async fn patch_endpoint(
     params(("app_id" = String, Path), ("endpoint_id" = String, Path)), responses((status = 204)))]
 async fn delete_endpoint(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (app, endpoint) = load(&state, &app_id, &endpoint_id).await?;
     state.store.delete_endpoint(&app.id, &endpoint.id).await?;
@@ -942,7 +942,7 @@ async fn delete_endpoint(
     responses((status = 200, body = EndpointSecretOut)))]
 async fn get_endpoint_secret(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
 ) -> ApiResult<Json<EndpointSecretOut>> {
     let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
     Ok(Json(EndpointSecretOut {
@@ -957,7 +957,7 @@ async fn get_endpoint_secret(
     responses((status = 200, body = EndpointSecretOut), (status = 400, body = crate::error::HttpErrorOut)))]
 async fn rotate_endpoint_secret(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidJson(body): ValidJson<EndpointSecretRotateIn>,
 ) -> ApiResult<Json<EndpointSecretOut>> {
     let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
@@ -993,7 +993,7 @@ async fn rotate_endpoint_secret(
     responses((status = 200, body = EndpointHeadersOut)))]
 async fn get_endpoint_headers(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
 ) -> ApiResult<Json<EndpointHeadersOut>> {
     let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
     Ok(Json(EndpointHeadersOut {
@@ -1008,7 +1008,7 @@ async fn get_endpoint_headers(
     responses((status = 204)))]
 async fn update_endpoint_headers(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidJson(body): ValidJson<EndpointHeadersIn>,
 ) -> ApiResult<StatusCode> {
     let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
@@ -1024,7 +1024,7 @@ async fn update_endpoint_headers(
     responses((status = 204)))]
 async fn patch_endpoint_headers(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidJson(body): ValidJson<EndpointHeadersPatchIn>,
 ) -> ApiResult<StatusCode> {
     let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
@@ -1057,7 +1057,7 @@ async fn patch_endpoint_headers(
     responses((status = 202, body = RecoverOut)))]
 async fn recover_failed_webhooks(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidJson(body): ValidJson<RecoverIn>,
 ) -> ApiResult<(StatusCode, Json<RecoverOut>)> {
     let (app, endpoint) = load(&state, &app_id, &endpoint_id).await?;
@@ -1085,7 +1085,7 @@ async fn recover_failed_webhooks(
     responses((status = 200, body = EndpointStats)))]
 async fn get_endpoint_stats(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidQuery(query): ValidQuery<StatsQuery>,
 ) -> ApiResult<Json<EndpointStats>> {
     let (app, endpoint) = load(&state, &app_id, &endpoint_id).await?;
@@ -1161,7 +1161,7 @@ struct FilterTestOut {
     responses((status = 200, body = FilterTestOut), (status = 422, body = crate::error::HttpValidationError)))]
 async fn test_endpoint_filter(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
     ValidJson(body): ValidJson<FilterTestIn>,
 ) -> ApiResult<Json<FilterTestOut>> {
     let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;

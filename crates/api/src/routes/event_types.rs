@@ -2,7 +2,7 @@
 //! stored as given. Deleting archives unless `expunge=true`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use model::EventType;
@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::Patch;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ValidationErrorItem};
-use crate::extract::{ValidJson, ValidQuery, Validate};
+use crate::extract::{ValidJson, ValidPath, ValidQuery, Validate};
 use crate::list::{ListResponse, Ordering, order_of, paging};
 use crate::validate;
 
@@ -270,7 +270,7 @@ async fn create_event_type(
     responses((status = 200, body = EventTypeOut), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn get_event_type(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
 ) -> ApiResult<Json<EventTypeOut>> {
     let et = state
         .store
@@ -286,7 +286,7 @@ async fn get_event_type(
     responses((status = 200, body = EventTypeOut), (status = 201, body = EventTypeOut)))]
 async fn update_event_type(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
     ValidJson(body): ValidJson<EventTypeUpdate>,
 ) -> ApiResult<(StatusCode, Json<EventTypeOut>)> {
     let now = state.clock.now();
@@ -334,7 +334,7 @@ async fn update_event_type(
     responses((status = 200, body = EventTypeOut)))]
 async fn patch_event_type(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
     ValidJson(patch): ValidJson<EventTypePatch>,
 ) -> ApiResult<Json<EventTypeOut>> {
     let mut et = state
@@ -366,7 +366,7 @@ async fn patch_event_type(
     params(("event_type_name" = String, Path), DeleteQuery), responses((status = 204)))]
 async fn delete_event_type(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
     ValidQuery(query): ValidQuery<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let mut et = state

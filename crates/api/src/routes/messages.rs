@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use dispatch::Publish;
@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::applications::{self, ApplicationIn};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ValidationErrorItem};
-use crate::extract::{ValidJson, ValidQuery, Validate};
+use crate::extract::{ValidJson, ValidPath, ValidQuery, Validate};
 use crate::list::{ListResponse, paging};
 use crate::validate;
 
@@ -255,7 +255,7 @@ pub(crate) async fn app_for_publish(
     responses((status = 200, body = ListResponse<MessageOut>)))]
 async fn list_messages(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
     ValidQuery(query): ValidQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse<MessageOut>>> {
     let app = applications::load(&state, &app_id).await?;
@@ -290,7 +290,7 @@ async fn list_messages(
         (status = 422, body = crate::error::HttpValidationError)))]
 async fn create_message(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    ValidPath(app_id): ValidPath<String>,
     ValidQuery(query): ValidQuery<ContentQuery>,
     headers: HeaderMap,
     ValidJson(body): ValidJson<MessageIn>,
@@ -352,7 +352,7 @@ async fn create_message(
     responses((status = 200, body = MessageOut), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn get_message(
     State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    ValidPath((app_id, msg_id)): ValidPath<(String, String)>,
     ValidQuery(query): ValidQuery<ContentQuery>,
 ) -> ApiResult<Json<MessageOut>> {
     let app = applications::load(&state, &app_id).await?;

@@ -203,4 +203,14 @@ async fn bad_inputs_get_specific_errors() {
         (status, body["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
+    // So does a path parameter that is not UTF-8 once decoded (it got axum's plain-text 400).
+    for path in [
+        "/api/v1/app/%FF%FE".to_owned(),
+        format!("/api/v1/app/{app}/endpoint/%C3%28"),
+        "/api/v1/event-type/%80".to_owned(),
+    ] {
+        let (status, body) = herald.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+        assert_validation(&body, &["path"]);
+    }
 }
