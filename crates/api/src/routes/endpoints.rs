@@ -1130,6 +1130,19 @@ struct FilterTestIn {
 impl Validate for FilterTestIn {
     fn validate(&self) -> Vec<ValidationErrorItem> {
         let mut problems = Vec::new();
+        // As on publish: a payload, and so an entity's snapshot, is a JSON object.
+        if !self.payload.is_object() {
+            problems.push(ValidationErrorItem::new(
+                &["body", "payload"],
+                "must be a JSON object",
+            ));
+        }
+        if self.previous.as_ref().is_some_and(|p| !p.is_object()) {
+            problems.push(ValidationErrorItem::new(
+                &["body", "previous"],
+                "must be a JSON object",
+            ));
+        }
         if let Some(filter) = &self.filter {
             validate::filter(&mut problems, &["body", "filter"], filter);
         }

@@ -192,6 +192,29 @@ async fn bad_inputs_get_specific_errors() {
         "nothing stored"
     );
 
+    // The filter test takes what publish takes: a payload, and a previous snapshot, that is
+    // a JSON object (Schemathesis sent `"payload": false` and got a 200 whose `body` was
+    // `false`, against the documented schema).
+    let endpoint = herald
+        .endpoint(&app, json!({"url": "http://127.0.0.1:9/unused"}))
+        .await;
+    let test = format!(
+        "/api/v1/app/{app}/endpoint/{}/filter/test",
+        endpoint["id"].as_str().unwrap()
+    );
+    for (sample, field) in [
+        (json!({"eventType": "a.b", "payload": false}), "payload"),
+        (json!({"eventType": "a.b", "payload": [1]}), "payload"),
+        (
+            json!({"eventType": "a.b", "payload": {}, "previous": "x"}),
+            "previous",
+        ),
+    ] {
+        let (status, body) = herald.call(Method::POST, &test, Some(sample)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_validation(&body, &["body", field]);
+    }
+
     // Bad paging and unknown routes answer in JSON too.
     let (status, body) = herald
         .call(Method::GET, "/api/v1/app?limit=1000", None)
