@@ -218,3 +218,67 @@ pub(crate) fn diff_keep(problems: &mut Problems, loc: &[&str], keep: &[String]) 
         problems.push(ValidationErrorItem::new(&at, err.message));
     }
 }
+
+/// A payload that filters, transforms and diffs can read as published. Any JSON is
+/// accepted on the wire, but an event document holds numbers as `f64` and nests at most
+/// 128 levels (`serde_json`'s limit): `1e999`, or a deeper payload, would reach them as
+/// `null` (and a transforming endpoint would be sent `null`). Checked in one pass without
+/// building the document.
+pub(crate) fn readable_json(problems: &mut Problems, loc: &[&str], text: &str) {
+    use serde::Deserializer as _;
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+    /// Reads any value as the event document would, keeping nothing.
+    struct Readable;
+
+    impl<'de> DeserializeSeed<'de> for Readable {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Readable {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Readable)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_key_seed(Readable)?.is_some() {
+                map.next_value_seed(Readable)?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = (&mut de).deserialize_any(Readable).and_then(|()| de.end());
+    if let Err(err) = read {
+        problems.push(ValidationErrorItem::new(
+            loc,
+            format!("Herald cannot read this JSON: {err}"),
+        ));
+    }
+}

@@ -80,6 +80,8 @@ impl Validate for MessageIn {
                 &["body", "payload"],
                 "must be a JSON object",
             ));
+        } else {
+            validate::readable_json(&mut problems, &["body", "payload"], self.payload.get());
         }
         if let Some(event_id) = &self.event_id {
             validate::name(&mut problems, &["body", "eventId"], event_id, 256);

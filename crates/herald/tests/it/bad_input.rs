@@ -151,6 +151,38 @@ async fn bad_inputs_get_specific_errors() {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["detail"][0]["type"], "value_error.jsondecode");
+    // JSON that filters, transforms and diffs could not read (they saw `null`, and an
+    // endpoint with a transform was sent `null`): a number past f64, nesting past 128.
+    let deep = |levels: usize| format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
+    let other = herald.app("readable").await;
+    for (payload, accepted) in [
+        (r#"{"x": 1e999}"#.to_owned(), false),
+        (r#"{"x": -1e400}"#.to_owned(), false),
+        (deep(200), false),
+        (
+            r#"{"x": 1e308, "y": 18446744073709551615}"#.to_owned(),
+            true,
+        ),
+        (deep(100), true),
+    ] {
+        let to = if accepted { &other } else { &app };
+        let response = crate::support::http_client()
+            .post(herald.url(&format!("/api/v1/app/{to}/msg")))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"eventType": "a.b", "payload": {payload}}}"#))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if accepted {
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        } else {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_validation(&body, &["body", "payload"]);
+        }
+    }
     let (status, body) = herald
         .call(
             Method::POST,
