@@ -283,15 +283,21 @@ fn duration(key: &str, raw: Option<String>, default: &str) -> anyhow::Result<Dur
     parse_duration(text.trim()).with_context(|| format!("{key}: `{text}`"))
 }
 
-/// `512MiB`, `10GiB`, `500MB`, `64KiB`, or a plain number of bytes.
-pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
+/// `12.5ms` → `(12.5, "ms")`; `what` says what was expected when there is no number.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> anyhow::Result<(f64, &'a str)> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
+    let value = number
         .parse()
-        .map_err(|_| anyhow::anyhow!("`{text}` is not a size such as 512MiB or 10GiB"))?;
+        .map_err(|_| anyhow::anyhow!("`{text}` is not {what}"))?;
+    Ok((value, unit))
+}
+
+/// `512MiB`, `10GiB`, `500MB`, `64KiB`, or a plain number of bytes.
+pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let (value, unit) = number_and_unit(text, "a size such as 512MiB or 10GiB")?;
     let factor: f64 = match unit.trim() {
         "" | "B" => 1.0,
         "KB" => 1e3,
@@ -313,13 +319,7 @@ pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
 
 /// `250ms`, `5s`, `5m`, `2h`, `1d`, or a plain number of seconds.
 pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{text}` is not a duration such as 250ms, 5s, 5m or 2h"))?;
+    let (value, unit) = number_and_unit(text, "a duration such as 250ms, 5s, 5m or 2h")?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
