@@ -79,11 +79,11 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
-    /// Whether the endpoint's rules can refuse an event: a filter, a diff (nothing
-    /// changed), or rules that are invalid. (A transform alone changes what is sent, not
-    /// whether it is sent.)
-    pub(crate) fn can_refuse(&self) -> bool {
-        self.filter.is_some() || self.diff.is_some() || self.invalid
+    /// Whether the endpoint's rules can refuse an event: a filter, rules that are
+    /// invalid, or, when the event has a previous snapshot, a diff (nothing changed). A
+    /// transform alone changes what is sent, not whether it is sent.
+    pub(crate) fn can_refuse(&self, has_previous: bool) -> bool {
+        self.filter.is_some() || self.invalid || (has_previous && self.diff.is_some())
     }
 
     /// Whether the event goes to the endpoint: its filter holds on the transformed event,

@@ -62,9 +62,11 @@ impl Dispatcher {
         let entity = message.entity.is_some();
         let mut document: Option<serde_json::Value> = None;
         let targets = fanout(&endpoints, &message, |ep| {
+            if entity {
+                return true;
+            }
             let rules = shared.rules.get(ep);
-            entity
-                || !rules.can_refuse()
+            !rules.can_refuse(false)
                 || rules.passes(document.get_or_insert_with(|| document_of(&message)))
         });
         let n = targets.len();
@@ -73,11 +75,18 @@ impl Dispatcher {
         let queued = n > 0 && shared.try_reserve(n);
         let leased_until = queued
             .then(|| now + chrono::Duration::from_std(shared.config.lease).unwrap_or_default());
-        let deliveries = if entity {
-            let candidates: Vec<_> = targets
+        let candidates: Vec<_> = if entity {
+            targets
                 .iter()
                 .map(|ep| (ep.id.clone(), shared.rules.get(ep)))
-                .collect();
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // When no rule could refuse it whatever the snapshot, the write only records the
+        // snapshot: the deliveries are known now, and no JSON is handled in the write.
+        let deferred = candidates.iter().any(|(_, rules)| rules.can_refuse(true));
+        let deliveries = if deferred {
             let document = document_of(&message);
             Deliveries::FromPrevious(Box::new(move |previous| {
                 let mut document = document;
@@ -87,7 +96,9 @@ impl Dispatcher {
                 }
                 candidates
                     .into_iter()
-                    .filter(|(_, rules)| !rules.can_refuse() || rules.passes(&document))
+                    .filter(|(_, rules)| {
+                        !rules.can_refuse(previous.is_some()) || rules.passes(&document)
+                    })
                     .map(|(endpoint_id, _)| NewDelivery {
                         id: DeliveryId::generate(),
                         endpoint_id,
