@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use indicatif::ProgressBar;
 
 use crate::herald::TOKEN;
@@ -53,6 +55,64 @@ pub(crate) async fn publish(
     publish_bodies(n, concurrency, rate, target, order_created(), progress).await
 }
 
+/// One keep-alive HTTP/1.1 connection, used by one publisher at a time: plain hyper, so
+/// that the load generator spends as little CPU as it can on this 2-core machine (it
+/// shares the cores with Herald), and the same client measures `ceiling`.
+struct Connection {
+    authority: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(url: &str) -> Self {
+        let (authority, _) = split_url(url);
+        Self {
+            authority: authority.to_owned(),
+            sender: None,
+        }
+    }
+
+    /// Sends one request, (re)connecting if needed; returns the status and the body.
+    async fn send(
+        &mut self,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(&self.authority).await?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected");
+        sender.ready().await?;
+        let mut request = hyper::Request::post(path)
+            .header(hyper::header::HOST, self.authority.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = sender
+            .send_request(request.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// `http://host:port/path?query` → (`host:port`, `/path?query`).
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, "/"),
+    }
+}
+
 /// As `publish`, with request `i` carrying `body(i)`.
 pub(crate) async fn publish_bodies(
     n: usize,
@@ -62,24 +122,20 @@ pub(crate) async fn publish_bodies(
     body: Body,
     progress: &ProgressBar,
 ) -> Published {
+    #[derive(serde::Deserialize)]
+    struct Accepted {
+        id: String,
+    }
     let next = Arc::new(AtomicUsize::new(0));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (next, client, target, body, progress) = (
-            next.clone(),
-            client.clone(),
-            target.clone(),
-            body.clone(),
-            progress.clone(),
-        );
+        let (next, target, body, progress) =
+            (next.clone(), target.clone(), body.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let mut sent = Vec::new();
             let mut failed = 0;
+            let mut conn: Option<Connection> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
@@ -90,19 +146,14 @@ pub(crate) async fn publish_bodies(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let body = body(i);
+                let url = format!("{}?with_content=false", target(i));
+                let conn = conn.get_or_insert_with(|| Connection::new(&url));
                 let at = Instant::now();
-                let response = client
-                    .post(format!("{}?with_content=false", target(i)))
-                    .bearer_auth(TOKEN)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status().is_success() => {
-                        let out: serde_json::Value = r.json().await.unwrap_or_default();
-                        if let Some(id) = out["id"].as_str() {
-                            sent.push((id.to_owned(), at));
+                match conn.send(split_url(&url).1, Some(TOKEN), body).await {
+                    Ok((status, body)) if (200..300).contains(&status) => {
+                        match serde_json::from_slice::<Accepted>(&body) {
+                            Ok(accepted) => sent.push((accepted.id, at)),
+                            Err(_) => failed += 1,
                         }
                     }
                     _ => failed += 1,
@@ -126,7 +177,8 @@ pub(crate) async fn publish_bodies(
     published
 }
 
-/// Posts `n` event bodies straight to `url` with `concurrency` clients; returns the time taken.
+/// Posts `n` event bodies straight to `url` with `concurrency` clients (the same client
+/// as the publishers); returns the time taken.
 pub(crate) async fn post_direct(
     n: usize,
     concurrency: usize,
@@ -134,29 +186,21 @@ pub(crate) async fn post_direct(
     progress: &ProgressBar,
 ) -> Duration {
     let next = Arc::new(AtomicUsize::new(0));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
     let url = Arc::new(url);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (next, client, url, progress) =
-            (next.clone(), client.clone(), url.clone(), progress.clone());
+        let (next, url, progress) = (next.clone(), url.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
+            let mut conn = Connection::new(&url);
+            let path = split_url(&url).1;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     break;
                 }
                 let body = serde_json::to_vec(&payload(i)).expect("json");
-                let _ = client
-                    .post(url.as_str())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
+                let _ = conn.send(path, None, body).await;
                 progress.inc(1);
             }
         }));
