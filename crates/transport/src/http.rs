@@ -1,15 +1,29 @@
-//! HTTP(S) delivery with reqwest over rustls: connection reuse per destination, HTTP/1.1
-//! and HTTP/2 (negotiated by ALPN), no redirects, a total time limit per attempt, and a
-//! cap on how much of a response body is read.
+//! HTTP(S) delivery on hyper's pooled client over rustls: connection reuse per
+//! destination, HTTP/1.1 and HTTP/2 (negotiated by ALPN), no redirects, no proxies, a
+//! total time limit per attempt, and a cap on how much of a response body is read.
+//!
+//! This was reqwest until the benchmark showed that reqwest's layers cost about 20 µs of
+//! CPU per request on top of hyper's (47 against 24–32 µs per loopback exchange, both
+//! sides), a quarter of Herald's whole cost per delivery. Herald needs none of what those
+//! layers add (redirects, proxies, cookies, decompression); what it does need is here:
+//! the guarded resolver, credentials from the URL, the user agent, the time limit.
 
-use std::error::Error as _;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use model::{ErrorKind, Outcome};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::guard::{DestinationPolicy, Refused};
 
@@ -36,58 +50,112 @@ pub struct HttpRequest {
     pub body: Bytes,
 }
 
+type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+
 /// Sends requests and classifies what happened.
 #[derive(Clone)]
 pub struct HttpTransport {
-    client: reqwest::Client,
+    client: Client<Connector, Full<Bytes>>,
     config: HttpTransportConfig,
+    user_agent: http::HeaderValue,
     policy: Arc<DestinationPolicy>,
 }
 
 /// The client's resolver: the system's, keeping only the addresses the policy allows.
 /// The client connects only to what this returns, so what was checked is what is called.
+#[derive(Clone)]
 struct GuardedResolver {
     policy: Arc<DestinationPolicy>,
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+type Resolving = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    std::vec::IntoIter<SocketAddr>,
+                    Box<dyn std::error::Error + Send + Sync>,
+                >,
+            > + Send,
+    >,
+>;
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
             if let Some(refused) = policy.refuses_everything() {
                 return Err(refused.into());
             }
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| DnsError(e.to_string()))?
+                .collect();
             let allowed = policy.filter(&host, found)?;
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok(allowed.into_iter())
         })
     }
 }
 
+/// A failed name lookup.
+#[derive(Debug)]
+struct DnsError(String);
+
+impl std::fmt::Display for DnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dns error: {}", self.0)
+    }
+}
+
+impl std::error::Error for DnsError {}
+
+/// Why the transport could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("TLS roots: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("user agent: {0}")]
+    UserAgent(#[from] http::header::InvalidHeaderValue),
+}
+
 impl HttpTransport {
-    pub fn new(config: HttpTransportConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: HttpTransportConfig) -> Result<Self, BuildError> {
+        use rustls_platform_verifier::ConfigVerifierExt as _;
         // The process-wide rustls provider; a second install (tests) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = config.destinations.clone().shared();
-        #[allow(clippy::disallowed_methods, reason = "the one sanctioned HTTP client")]
-        let client = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy from the environment would connect on Herald's behalf, unchecked.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-            }))
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            policy: policy.clone(),
+        });
+        // https URLs are handed on to the TLS layer.
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.timeout.min(Duration::from_secs(10))));
+        let tls = rustls::ClientConfig::with_platform_verifier()?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        // A proxy from the environment is never used: this client knows no proxies.
+        let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(config.max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()?;
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
         Ok(Self {
             client,
+            user_agent: http::HeaderValue::from_str(&config.user_agent)?,
             config,
             policy,
         })
@@ -97,9 +165,15 @@ impl HttpTransport {
     /// https under `https_only`, or a host that is an IP literal (which the resolver never
     /// sees; the URL parser has already turned spellings such as `2130706433`, `0x7f.1`
     /// and `127.1` into the address they mean). When every address is denied, every URL
-    /// is refused here, before its host name is resolved.
-    fn precheck(&self, url: &str) -> Result<(), Refused> {
+    /// is refused here, before its host name is resolved. Returns the parsed URL.
+    fn precheck(&self, url: &str) -> Result<url::Url, Refused> {
         let url = url::Url::parse(url).map_err(|e| Refused(format!("invalid URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Refused(format!(
+                "the URL scheme `{}` is not http or https",
+                url.scheme()
+            )));
+        }
         if self.policy.https_only && url.scheme() != "https" {
             return Err(Refused(
                 "only https destinations are allowed (--https-only)".into(),
@@ -109,31 +183,100 @@ impl HttpTransport {
             return Err(refused);
         }
         match url.host() {
-            Some(url::Host::Ipv4(ip)) => self.policy.check(ip.into()),
-            Some(url::Host::Ipv6(ip)) => self.policy.check(ip.into()),
-            Some(url::Host::Domain(_)) => Ok(()),
-            None => Err(Refused("the URL has no host".into())),
+            Some(url::Host::Ipv4(ip)) => self.policy.check(ip.into())?,
+            Some(url::Host::Ipv6(ip)) => self.policy.check(ip.into())?,
+            Some(url::Host::Domain(_)) => {}
+            None => return Err(Refused("the URL has no host".into())),
         }
+        Ok(url)
+    }
+
+    /// The request hyper sends: credentials in the URL become HTTP Basic authorization
+    /// (and leave the URL), and the user agent is set unless the endpoint set its own.
+    fn build(
+        &self,
+        mut url: url::Url,
+        request: HttpRequest,
+    ) -> Result<http::Request<Full<Bytes>>, Refused> {
+        let mut headers = request.headers;
+        if !url.username().is_empty() || url.password().is_some() {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let credentials = format!(
+                "{}:{}",
+                decode(url.username()),
+                decode(url.password().unwrap_or(""))
+            );
+            let mut value = http::HeaderValue::from_str(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ))
+            .map_err(|_| Refused("the URL's credentials cannot be sent".into()))?;
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+        headers
+            .entry(http::header::USER_AGENT)
+            .or_insert_with(|| self.user_agent.clone());
+        let uri: http::Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| Refused(format!("invalid URL: {e}")))?;
+        let mut built = http::Request::new(Full::new(request.body));
+        *built.method_mut() = request.method;
+        *built.uri_mut() = uri;
+        *built.headers_mut() = headers;
+        Ok(built)
     }
 
     /// Sends one request. Never fails: every failure is described by the `Outcome`.
     pub async fn send(&self, request: HttpRequest) -> Outcome {
-        if let Err(refused) = self.precheck(&request.url) {
-            return refused_outcome(refused);
-        }
+        let url = match self.precheck(&request.url) {
+            Ok(url) => url,
+            Err(refused) => return refused_outcome(refused),
+        };
+        let request = match self.build(url, request) {
+            Ok(request) => request,
+            Err(refused) => return refused_outcome(refused),
+        };
         let started = Instant::now();
-        let sent = self
-            .client
-            .request(request.method, &request.url)
-            .headers(request.headers)
-            .body(request.body)
-            .send()
-            .await;
-        let mut response = match sent {
+        // The status, once the headers are in: a body cut by the time limit keeps it.
+        let mut status = None;
+        let exchange = self.exchange(request, started, &mut status);
+        match tokio::time::timeout(self.config.timeout, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome {
+                status_code: status,
+                body: format!(
+                    "no complete answer within {} s",
+                    self.config.timeout.as_secs_f64()
+                ),
+                duration: started.elapsed(),
+                error: Some(ErrorKind::Timeout),
+                permanent: false,
+                retry_after: None,
+            },
+        }
+    }
+
+    /// The exchange itself, without the time limit.
+    async fn exchange(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        started: Instant,
+        status_seen: &mut Option<u16>,
+    ) -> Outcome {
+        let response = match self.client.request(request).await {
             Ok(response) => response,
             Err(err) => return failure(&err, started.elapsed()),
         };
         let status = response.status();
+        *status_seen = Some(status.as_u16());
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
@@ -141,17 +284,21 @@ impl HttpTransport {
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let mut body = Vec::new();
         let mut body_error = None;
+        let mut incoming = response.into_body();
         loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
+            match incoming.frame().await {
+                Some(Ok(frame)) => {
+                    let Ok(chunk) = frame.into_data() else {
+                        continue; // trailers
+                    };
                     let room = self.config.max_response_bytes - body.len();
                     body.extend_from_slice(&chunk[..chunk.len().min(room)]);
                     if body.len() >= self.config.max_response_bytes {
                         break; // The rest is not read; the connection is not reused.
                     }
                 }
-                Ok(None) => break,
-                Err(err) => {
+                None => break,
+                Some(Err(err)) => {
                     body_error = Some(err);
                     break;
                 }
@@ -159,8 +306,8 @@ impl HttpTransport {
         }
         let duration = started.elapsed();
         if let Some(err) = body_error {
-            // The status arrived but the body did not finish: a timeout or a broken
-            // connection means the receiver's answer is unknown, so it is a failure.
+            // The status arrived but the body did not finish: a broken connection means
+            // the receiver's answer is unknown, so it is a failure.
             let mut outcome = failure(&err, duration);
             outcome.status_code = Some(status.as_u16());
             return outcome;
@@ -212,7 +359,7 @@ pub(crate) fn refused_outcome(refused: Refused) -> Outcome {
 }
 
 /// A failure before or during the exchange, classified by walking the error's sources.
-fn failure(err: &reqwest::Error, duration: Duration) -> Outcome {
+fn failure(err: &(dyn std::error::Error + 'static), duration: Duration) -> Outcome {
     if let Some(refused) = find_refused(err) {
         return refused_outcome(refused);
     }
@@ -228,8 +375,8 @@ fn failure(err: &reqwest::Error, duration: Duration) -> Outcome {
 }
 
 /// The resolver's refusal, if that is what stopped the request.
-fn find_refused(err: &reqwest::Error) -> Option<Refused> {
-    let mut source = err.source();
+fn find_refused(err: &(dyn std::error::Error + 'static)) -> Option<Refused> {
+    let mut source = Some(err);
     while let Some(cause) = source {
         if let Some(refused) = cause.downcast_ref::<Refused>() {
             return Some(refused.clone());
@@ -239,11 +386,8 @@ fn find_refused(err: &reqwest::Error) -> Option<Refused> {
     None
 }
 
-fn classify(err: &reqwest::Error) -> ErrorKind {
-    if err.is_timeout() {
-        return ErrorKind::Timeout;
-    }
-    let mut source = err.source();
+fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    let mut source = Some(err);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             match io.kind() {
@@ -255,17 +399,12 @@ fn classify(err: &reqwest::Error) -> ErrorKind {
         if cause.downcast_ref::<rustls::Error>().is_some() {
             return ErrorKind::Tls;
         }
-        let text = cause.to_string();
-        if text.contains("dns error") || text.contains("failed to lookup address") {
+        if cause.is::<DnsError>() {
             return ErrorKind::Dns;
         }
         source = wrapped_or_source(cause);
     }
-    if err.is_builder() {
-        ErrorKind::Refused
-    } else {
-        ErrorKind::Connection
-    }
+    ErrorKind::Connection
 }
 
 /// The next error down the chain. An `io::Error`'s `source` skips the error it wraps,
@@ -282,12 +421,10 @@ fn wrapped_or_source<'a>(
     }
 }
 
-/// The error and its causes in one line, without the URL (which may hold credentials).
-fn describe(err: &reqwest::Error) -> String {
+/// The error and its causes in one line (hyper's errors never hold the URL, which may
+/// hold credentials).
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
-    if let Some(url) = err.url() {
-        text = text.replace(url.as_str(), "<endpoint url>");
-    }
     let mut source = err.source();
     while let Some(cause) = source {
         text.push_str(": ");

@@ -9,7 +9,7 @@ mod http;
 
 pub use self::amqp::{AmqpRequest, AmqpTransport};
 pub use self::guard::{DestinationPolicy, Refused, non_global};
-pub use self::http::{HttpRequest, HttpTransport, HttpTransportConfig};
+pub use self::http::{BuildError, HttpRequest, HttpTransport, HttpTransportConfig};
 
 /// Every transport, for the attempt stage to pick from by the endpoint's URL.
 #[derive(Clone)]
@@ -19,7 +19,7 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(config: HttpTransportConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: HttpTransportConfig) -> Result<Self, BuildError> {
         let amqp = AmqpTransport::new(config.timeout, config.destinations.clone());
         Ok(Self {
             http: HttpTransport::new(config)?,
