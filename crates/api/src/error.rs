@@ -1,12 +1,10 @@
 //! `ApiError`: every failure a handler returns, rendered in Svix's shapes —
 //! `{"code", "detail"}`, and for 422 `{"detail": [{"loc", "msg", "type"}]}`.
-//! Server errors carry their cause in a response extension; `log_server_errors` logs it.
+//! Server errors carry their cause in a response extension; `log_server_error` logs it.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Serialize;
@@ -161,10 +159,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Logs the cause of every 5xx this API answers.
-pub(crate) async fn log_server_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+pub(crate) fn log_server_error(method: &http::Method, path: &str, response: &Response) {
     if let Some(ServerErrorCause(cause)) = response.extensions().get::<ServerErrorCause>() {
         let mut chain = cause.to_string();
         let mut source = cause.source();
@@ -175,7 +170,6 @@ pub(crate) async fn log_server_errors(request: Request, next: Next) -> Response 
         }
         tracing::error!(%method, path, error = %chain, "request failed");
     }
-    response
 }
 
 pub(crate) async fn not_found_fallback() -> ApiError {

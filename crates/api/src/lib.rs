@@ -91,10 +91,36 @@ pub fn router(
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next| {
-            refuse_oversize(body_limit, request, next)
+            edge(body_limit, request, next)
         }))
-        .layer(axum::middleware::from_fn(error::log_server_errors))
         .with_state(state)
+}
+
+/// What every request passes through, in one middleware (each layer costs an allocation
+/// and a boxed future per request, about 1.5 µs; this was three, and tower-http's trace
+/// layer): oversize bodies are refused (`refuse_oversize`), server errors are logged with
+/// their cause, and at `debug` level every request is logged with its status and time.
+async fn edge(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    let started = debug.then(std::time::Instant::now);
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = refuse_oversize(limit, request, next).await;
+    error::log_server_error(&method, uri.path(), &response);
+    if let Some(started) = started {
+        tracing::debug!(
+            %method,
+            path = uri.path(),
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+    response
 }
 
 /// Bodies declared larger than this are refused without being read (the connection is

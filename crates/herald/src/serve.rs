@@ -107,8 +107,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         api::ApiConfig {
             max_payload_bytes: settings.max_payload_bytes,
         },
-    )
-    .layer(tower_http_trace());
+    );
 
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
@@ -156,12 +155,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     worker.await.context("the delivery worker panicked")?;
     tracing::info!("herald stopped");
     served
-}
-
-fn tower_http_trace() -> tower_http::trace::TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-> {
-    tower_http::trace::TraceLayer::new_for_http()
 }
 
 async fn wait_for_signal() {
