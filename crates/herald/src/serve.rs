@@ -77,7 +77,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         timeout: settings.attempt_timeout,
         max_response_bytes: 20 * 1024,
         user_agent: format!("Herald/{} (webhook delivery)", env!("CARGO_PKG_VERSION")),
-        max_idle_per_host: 64,
+        // Every attempt in flight may go to one host (many endpoints of one receiver): with
+        // fewer idle connections kept, connections are closed and reopened under load.
+        max_idle_per_host: settings.max_in_flight,
         destinations: settings.destinations.clone(),
     })
     .context("building the HTTP client")?;
