@@ -144,6 +144,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         async move { dispatcher.run(shutdown).await }
     });
+    // Answers go out as soon as they are written, not held back by Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move {
