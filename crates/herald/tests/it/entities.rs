@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::support::{Herald, Receiver, WAIT, verify};
+use crate::support::{Herald, Received, Receiver, WAIT, verify};
 
 fn case(key: &str, order: Value, product: Value, consumer: Option<Value>) -> Value {
     let mut case = json!({
@@ -98,18 +98,29 @@ async fn status_and_diff_subscriptions_follow_the_case() {
             None,
         ),
     ];
+    let mut published = Vec::new();
     for payload in &steps {
-        herald
+        let msg = herald
             .publish(
                 &app,
                 json!({"eventType": "case.updated", "entityId": payload["guid"], "entityType": "case", "payload": payload}),
             )
             .await;
+        published.push(msg["id"].as_str().unwrap().to_owned());
     }
+    // Deliveries to one endpoint may arrive in any order; put them in publish order.
+    let publish_order = |r: &Received| {
+        published
+            .iter()
+            .position(|id| id == r.header("webhook-id"))
+            .expect("a published message")
+    };
 
-    let statuses = receiver.wait_for("/new-status", 3, WAIT).await;
+    let mut statuses = receiver.wait_for("/new-status", 3, WAIT).await;
+    statuses.sort_by_key(publish_order);
     let transitions = receiver.wait_for("/transition", 1, WAIT).await;
-    let diffs = receiver.wait_for("/diff", 4, WAIT).await;
+    let mut diffs = receiver.wait_for("/diff", 4, WAIT).await;
+    diffs.sort_by_key(publish_order);
     // Deliveries are decided at publish; a pause shows nothing more arrives.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received_on("/new-status").len(), 3);
@@ -153,7 +164,7 @@ async fn status_and_diff_subscriptions_follow_the_case() {
         steps[4]["productData"].clone(),
         None,
     );
-    herald
+    let deleted = herald
         .publish(
             &app,
             json!({"eventType": "case.deleted", "entityId": guid, "entityType": "case", "entityDeleted": true, "payload": gone}),
@@ -167,11 +178,28 @@ async fn status_and_diff_subscriptions_follow_the_case() {
         )
         .await;
     assert_eq!(msg["entityId"], guid);
+    let id_of = |m: &Value| m["id"].as_str().unwrap().to_owned();
+    let (deleted, again_id) = (id_of(&deleted), id_of(&msg));
     let diffs = receiver.wait_for("/diff", 6, WAIT).await;
-    assert_eq!(diffs[4].json(), json!({"guid": guid, "key": "closed"}));
-    assert_eq!(diffs[5].json(), again, "after deletion: the full payload");
+    let diff_of = |id: &str| {
+        diffs
+            .iter()
+            .find(|r| r.header("webhook-id") == id)
+            .expect("delivered")
+            .json()
+    };
+    assert_eq!(diff_of(&deleted), json!({"guid": guid, "key": "closed"}));
+    assert_eq!(
+        diff_of(&again_id),
+        again,
+        "after deletion: the full payload"
+    );
     let statuses = receiver.wait_for("/new-status", 5, WAIT).await;
-    assert_eq!(statuses[4].json()["key"], "new");
+    let again_status = statuses
+        .iter()
+        .find(|r| r.header("webhook-id") == again_id)
+        .expect("delivered");
+    assert_eq!(again_status.json()["key"], "new");
 }
 
 #[tokio::test]
