@@ -470,3 +470,49 @@ async fn throttle_rate_spaces_attempts_to_an_endpoint() {
         "10 attempts at 5/s took only {span:?}"
     );
 }
+
+#[tokio::test]
+async fn connections_to_one_receiver_are_kept_for_all_its_endpoints() {
+    // Ten endpoints on one receiver may have 10 × 32 attempts in flight at once. The
+    // connections opened for them are all kept for reuse: a second wave of the same size
+    // opens none, where a pool keeping fewer than that (it kept 64) closed and reopened
+    // 60 to 170 of them.
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_millis(100));
+    let app = herald.app("pool").await;
+    for i in 0..10 {
+        herald
+            .endpoint(&app, json!({"url": receiver.url(&format!("/e{i}"))}))
+            .await;
+    }
+    let wave = |n: usize| {
+        let (herald, app) = (&herald, &app);
+        futures::future::join_all((0..n).map(move |i| {
+            herald.publish(
+                app,
+                json!({"eventType": "order.created", "payload": {"i": i}}),
+            )
+        }))
+    };
+    wave(100).await;
+    for i in 0..10 {
+        receiver.wait_for(&format!("/e{i}"), 100, WAIT).await;
+    }
+    let first = receiver.connections();
+    wave(100).await;
+    for i in 0..10 {
+        receiver.wait_for(&format!("/e{i}"), 200, WAIT).await;
+    }
+    let total = receiver.connections();
+    assert!(
+        first > 64,
+        "the first wave had {first} connections; the test needs more than 64 in use at once"
+    );
+    // Only if the first wave never had all 320 in flight may the second need more.
+    assert!(
+        total - first <= 320usize.saturating_sub(first),
+        "the second wave opened {} connections instead of reusing the first wave's {first}",
+        total - first
+    );
+}

@@ -315,6 +315,10 @@ struct ReceiverState {
     /// Statuses to answer with, in order; when empty, `default_status`.
     script: Mutex<VecDeque<u16>>,
     default_status: Mutex<u16>,
+    /// Answer after this long.
+    delay: Mutex<Duration>,
+    /// TCP connections accepted.
+    connections: std::sync::atomic::AtomicUsize,
     arrived: Notify,
 }
 
@@ -336,8 +340,26 @@ impl Receiver {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let counted = state.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            counted
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { addr, state }
+    }
+
+    /// Answers every request after `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -406,6 +428,10 @@ async fn receive(
         status,
     });
     state.arrived.notify_waiters();
+    let delay = *state.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     (StatusCode::from_u16(status).unwrap(), "receiver says hi")
 }
 
