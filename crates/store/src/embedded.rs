@@ -94,11 +94,8 @@ impl EmbeddedStore {
         }
         let conn = Connection::open(&config.path).map_err(backend)?;
         let sync = if config.sync_full { "FULL" } else { "NORMAL" };
-        // temp_store = MEMORY keeps each write's savepoint journal (the first copy of every
-        // page a write touches) in memory: on disk it is a temp file, written to once it
-        // passes 64 KiB, which every commit group does.
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
         ))
         .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
