@@ -74,7 +74,7 @@ pub(crate) struct ServeArgs {
     /// Concurrent attempts to one endpoint [default: 32].
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT")]
     pub(crate) max_in_flight_per_endpoint: Option<String>,
-    /// Deliveries held in memory; the rest wait in the store [default: 50000].
+    /// Deliveries held in memory; the rest wait in the store [default: 20000].
     #[arg(long, env = "HERALD_MAX_QUEUED")]
     pub(crate) max_queued: Option<String>,
     /// How often the store is polled for due retries [default: 250ms].

@@ -153,7 +153,7 @@ impl Settings {
                 ),
                 32,
             )?,
-            max_queued: positive("max_queued", raw("max_queued", &args.max_queued), 50_000)?,
+            max_queued: positive("max_queued", raw("max_queued", &args.max_queued), 20_000)?,
             poll_interval: duration(
                 "poll_interval",
                 raw("poll_interval", &args.poll_interval),
