@@ -27,7 +27,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     failing_endpoints(&*store).await;
 }
 
-fn t(seconds: i64) -> DateTime<Utc> {
+pub(crate) fn t(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
 }
 
@@ -39,7 +39,7 @@ fn page(limit: usize) -> Page {
     }
 }
 
-fn app(uid: Option<&str>) -> Application {
+pub(crate) fn app(uid: Option<&str>) -> Application {
     Application {
         id: AppId::generate(),
         uid: uid.map(str::to_owned),
@@ -51,7 +51,7 @@ fn app(uid: Option<&str>) -> Application {
     }
 }
 
-fn endpoint(app: &AppId, url: &str) -> Endpoint {
+pub(crate) fn endpoint(app: &AppId, url: &str) -> Endpoint {
     Endpoint {
         id: EndpointId::generate(),
         app_id: app.clone(),
@@ -80,7 +80,7 @@ fn endpoint(app: &AppId, url: &str) -> Endpoint {
     }
 }
 
-fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Message {
+pub(crate) fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Message {
     Message {
         id: MessageId::generate(),
         app_id: app.clone(),
@@ -309,7 +309,7 @@ async fn endpoints(store: &dyn Store) {
     ));
 }
 
-fn attempt_for(due: &crate::DueDelivery, status: Status, at: DateTime<Utc>) -> Attempt {
+pub(crate) fn attempt_for(due: &crate::DueDelivery, status: Status, at: DateTime<Utc>) -> Attempt {
     Attempt {
         id: AttemptId::generate(),
         delivery_id: due.delivery.id.clone(),

@@ -53,6 +53,8 @@ pub struct EmbeddedStore {
     /// Cache of `get_app` by the key asked for (id or uid), kept the same way.
     app_cache: Mutex<HashMap<String, Application>>,
     app_generation: AtomicU64,
+    /// Deliveries recovered per write (see `recover`).
+    recover_chunk: i64,
 }
 
 /// Read connections, reused. A `std` mutex: it is held only to push or pop a connection.
@@ -123,6 +125,7 @@ impl EmbeddedStore {
             endpoint_generation: AtomicU64::new(0),
             app_cache: Mutex::new(HashMap::new()),
             app_generation: AtomicU64::new(0),
+            recover_chunk: 10_000,
         })
     }
 
@@ -1011,19 +1014,59 @@ impl Store for EmbeddedStore {
         until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
+        // In chunks of the endpoint's deliveries, one write each, walking its
+        // (endpoint_id, msg_id) index: a million failed deliveries recovered in one
+        // statement would hold the writer (every publish waits) for seconds and keep one
+        // transaction's worth of pages. Each chunk is durable; a recover cut short by a
+        // crash is finished by calling it again.
+        let chunk = self.recover_chunk;
         let (app, endpoint) = (app.as_str().to_owned(), endpoint.as_str().to_owned());
-        self.writer
-            .write(move |conn| {
-                let n = conn
-                    .execute(
-                        "UPDATE deliveries SET status = 1, attempts = 0, next_attempt_at = ?5, leased = 0, trigger = 1, updated_at = ?5
-                         WHERE app_id = ?1 AND endpoint_id = ?2 AND status = 2 AND created_at >= ?3 AND created_at < ?4",
-                        params![app, endpoint, ms(since), until.map(ms).unwrap_or(i64::MAX), ms(now)],
-                    )
-                    .map_err(backend)?;
-                Ok(n as u64)
-            })
-            .await
+        let (since, until, now) = (ms(since), until.map(ms).unwrap_or(i64::MAX), ms(now));
+        let mut after = String::new();
+        let mut total = 0;
+        loop {
+            let (app, endpoint, from) = (app.clone(), endpoint.clone(), after.clone());
+            let (n, last) = self
+                .writer
+                .write(move |conn| {
+                    // The chunk's last message id, or none when fewer than `chunk` remain.
+                    let last: Option<String> = conn
+                        .prepare_cached(
+                            "SELECT msg_id FROM deliveries WHERE endpoint_id = ?1 AND msg_id > ?2 ORDER BY msg_id LIMIT 1 OFFSET ?3",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![endpoint, from, chunk - 1], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(backend)?;
+                    let n = conn
+                        .prepare_cached(
+                            "UPDATE deliveries SET status = 1, attempts = 0, next_attempt_at = ?5, leased = 0, trigger = 1, updated_at = ?5
+                             WHERE endpoint_id = ?2 AND msg_id > ?6 AND msg_id <= ?7
+                               AND app_id = ?1 AND status = 2 AND created_at >= ?3 AND created_at < ?4",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                app,
+                                endpoint,
+                                since,
+                                until,
+                                now,
+                                from,
+                                // Past every id: ids are ASCII letters and digits.
+                                last.as_deref().unwrap_or("\u{7f}")
+                            ])
+                        })
+                        .map_err(backend)?;
+                    Ok((n as u64, last))
+                })
+                .await?;
+            total += n;
+            match last {
+                Some(last) => after = last,
+                None => return Ok(total),
+            }
+        }
     }
 
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64> {

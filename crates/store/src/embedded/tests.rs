@@ -94,3 +94,88 @@ async fn a_full_store_refuses_writes_cleanly() {
         );
     }
 }
+
+/// Recover walks an endpoint's deliveries in chunks (one write each): every failed one in
+/// the window is recovered, across chunk boundaries, and nothing else is touched.
+#[tokio::test]
+async fn recover_covers_every_chunk() {
+    use crate::conformance::{app, attempt_for, endpoint, message, t};
+    use crate::{AttemptRecord, Deliveries, DeliveryUpdate, NewDelivery, NewMessage};
+    use model::{DeliveryId, Status};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EmbeddedStore::open(EmbeddedConfig {
+        path: dir.path().join("herald.db"),
+        sync_full: false,
+        max_bytes: None,
+    })
+    .unwrap();
+    store.recover_chunk = 4;
+    let a = store.create_app(app(None)).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/hook"))
+        .await
+        .unwrap();
+    // 23 messages at t(1)..t(23); all but every fifth one fail.
+    for i in 1..=23 {
+        store
+            .insert_message(NewMessage {
+                message: message(&a.id, None, t(i)),
+                deliveries: Deliveries::Known(vec![NewDelivery {
+                    id: DeliveryId::generate(),
+                    endpoint_id: e.id.clone(),
+                    leased_until: None,
+                }]),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+    }
+    let due = store.lease_due(t(30), t(40), 100).await.unwrap();
+    assert_eq!(due.len(), 23);
+    let records = due
+        .iter()
+        .map(|d| {
+            let i = d.message.created_at.timestamp() - t(0).timestamp();
+            let status = if i % 5 == 0 {
+                Status::Success
+            } else {
+                Status::Fail
+            };
+            AttemptRecord {
+                attempt: attempt_for(d, status, t(31)),
+                update: DeliveryUpdate {
+                    status,
+                    attempts: 1,
+                    next_attempt_at: None,
+                },
+            }
+        })
+        .collect();
+    store.record_attempts(records).await.unwrap();
+
+    // Created in [t(3), t(22)): 19 messages, of which 5, 10, 15 and 20 succeeded: 15 to
+    // recover, in chunks of 4 deliveries.
+    let recovered = store
+        .recover(&a.id, &e.id, t(3), Some(t(22)), t(50))
+        .await
+        .unwrap();
+    assert_eq!(recovered, 15);
+    let due = store.lease_due(t(50), t(60), 100).await.unwrap();
+    let mut at: Vec<i64> = due
+        .iter()
+        .map(|d| d.message.created_at.timestamp() - t(0).timestamp())
+        .collect();
+    at.sort_unstable();
+    let expected: Vec<i64> = (3..22).filter(|i| i % 5 != 0).collect();
+    assert_eq!(at, expected);
+    // Again: nothing is failed in that window any more.
+    assert_eq!(
+        store
+            .recover(&a.id, &e.id, t(0), None, t(70))
+            .await
+            .unwrap(),
+        // The ones outside the window: 1, 2, 22, 23.
+        4
+    );
+}
