@@ -104,6 +104,39 @@ async fn a_5xx_records_its_status_and_the_first_20_kib_of_its_body() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let herald = Herald::start().await;
+    // Where the redirect points: an allowed loopback receiver, which must get nothing.
+    let elsewhere = Receiver::start().await;
+    let receiver = RawReceiver::start(Fault::ok()).await;
+    receiver.script([Fault::Answer {
+        status: 307,
+        headers: vec![("location", elsewhere.url("/elsewhere"))],
+        body: Vec::new(),
+    }]);
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/hook")}))
+        .await;
+    let msg = publish(&herald, &app).await;
+
+    let attempts = oldest_first(&herald.msg_attempts(&app, &msg, 2).await);
+    assert_eq!(
+        (
+            &attempts[0]["responseStatusCode"],
+            &attempts[0]["errorKind"],
+            &attempts[0]["status"]
+        ),
+        (&json!(307), &json!("status"), &json!(2))
+    );
+    assert_eq!(
+        attempts[1]["status"], 0,
+        "retried at the endpoint's own URL"
+    );
+    assert!(elsewhere.received().is_empty(), "the redirect was followed");
+}
+
+#[tokio::test]
 async fn retry_after_holds_the_next_attempt_back_beyond_a_shorter_schedule() {
     let herald = Herald::start_with(&["--retry-schedule", "100ms,100ms,100ms"]).await;
     let receiver = RawReceiver::start(Fault::ok()).await;
