@@ -297,20 +297,25 @@ fn endpoint_params(ep: &Endpoint) -> Vec<Value> {
     ]
 }
 
-/// Makes `message`'s payload the entity's snapshot (or drops the snapshot, when the
-/// message says the entity was deleted) and returns the snapshot it replaces.
+/// Makes `message` the entity's snapshot (or drops the snapshot, when the message says
+/// the entity was deleted) and returns the snapshot it replaces: the id of the message
+/// that held it, and its payload.
 fn replace_snapshot(
     conn: &Connection,
     message: &Message,
     entity: &EntityRef,
-) -> Result<Option<Arc<str>>> {
+) -> Result<Option<(String, Arc<str>)>> {
     let app = message.app_id.as_str();
     let kind = entity.entity_type.as_deref().unwrap_or("");
-    let previous: Option<String> = conn
+    let previous: Option<(String, String)> = conn
         .prepare_cached(
-            "SELECT payload FROM entities WHERE app_id = ?1 AND entity_type = ?2 AND entity_id = ?3",
+            "SELECT e.msg_id, m.payload FROM entities e JOIN messages m ON m.app_id = e.app_id AND m.id = e.msg_id \
+             WHERE e.app_id = ?1 AND e.entity_type = ?2 AND e.entity_id = ?3",
         )
-        .and_then(|mut s| s.query_row([app, kind, &entity.id], |r| r.get(0)).optional())
+        .and_then(|mut s| {
+            s.query_row([app, kind, &entity.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(backend)?;
     if entity.deleted {
         conn.prepare_cached(
@@ -320,22 +325,21 @@ fn replace_snapshot(
         .map_err(backend)?;
     } else {
         conn.prepare_cached(
-            "INSERT INTO entities (app_id, entity_type, entity_id, payload, msg_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (app_id, entity_type, entity_id) DO UPDATE SET payload = excluded.payload, msg_id = excluded.msg_id, updated_at = excluded.updated_at",
+            "INSERT INTO entities (app_id, entity_type, entity_id, msg_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (app_id, entity_type, entity_id) DO UPDATE SET msg_id = excluded.msg_id, updated_at = excluded.updated_at",
         )
         .and_then(|mut s| {
             s.execute(params![
                 app,
                 kind,
                 entity.id,
-                &*message.payload,
                 message.id.as_str(),
                 ms(message.created_at)
             ])
         })
         .map_err(backend)?;
     }
-    Ok(previous.map(Arc::from))
+    Ok(previous.map(|(id, payload)| (id, Arc::from(payload))))
 }
 
 fn get_message_in(
@@ -769,8 +773,12 @@ impl Store for EmbeddedStore {
                 }
                 // The entity's snapshot is read and replaced in this transaction, in the
                 // writer's order: each message sees the one accepted just before it.
-                if let Some(entity) = &message.entity {
-                    message.previous = replace_snapshot(conn, &message, entity)?;
+                let mut previous_id = None;
+                if let Some(entity) = &message.entity
+                    && let Some((id, payload)) = replace_snapshot(conn, &message, entity)?
+                {
+                    previous_id = Some(id);
+                    message.previous = Some(payload);
                 }
                 let deliveries = match deliveries {
                     Deliveries::Known(deliveries) => deliveries,
@@ -779,7 +787,7 @@ impl Store for EmbeddedStore {
                 let msg = &message;
                 let entity = msg.entity.as_ref();
                 conn.prepare_cached(
-                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -795,7 +803,7 @@ impl Store for EmbeddedStore {
                         entity.and_then(|e| e.entity_type.as_deref()),
                         entity.map(|e| e.id.as_str()),
                         entity.is_some_and(|e| e.deleted),
-                        msg.previous.as_deref(),
+                        previous_id,
                     ])
                 })
                 .map_err(conflict_or_backend("a message with this eventId already exists"))?;

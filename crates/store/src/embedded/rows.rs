@@ -108,7 +108,7 @@ pub(crate) fn endpoint(row: &Row<'_>) -> rusqlite::Result<Endpoint> {
     })
 }
 
-pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin, m.entity_type, m.entity_id, m.entity_deleted, m.previous";
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin, m.entity_type, m.entity_id, m.entity_deleted, (SELECT p.payload FROM messages p WHERE p.app_id = m.app_id AND p.id = m.previous_id)";
 
 /// Reads a message from the 13 columns starting at `at`.
 pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {

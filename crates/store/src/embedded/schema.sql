@@ -63,17 +63,18 @@ CREATE TABLE IF NOT EXISTS messages (
     entity_type TEXT,
     entity_id TEXT,
     entity_deleted INTEGER NOT NULL DEFAULT 0,
-    -- The entity's snapshot when this message was accepted.
-    previous TEXT
+    -- The message whose payload was the entity's snapshot when this one was accepted
+    -- (its payload is not copied: an entity's updates would store each payload twice).
+    previous_id TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
--- The last payload published for each entity; entity_type is '' when none was given.
+-- Each entity's snapshot: the last message published about it (its payload is the
+-- snapshot); entity_type is '' when none was given.
 CREATE TABLE IF NOT EXISTS entities (
     app_id TEXT NOT NULL,
     entity_type TEXT NOT NULL,
     entity_id TEXT NOT NULL,
-    payload TEXT NOT NULL,
     msg_id TEXT NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (app_id, entity_type, entity_id)
