@@ -22,7 +22,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use self::rows::{json, ms};
-use self::writer::{Writer, backend};
+use self::writer::{Writer, backend, backend_msg};
 use crate::{
     AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DueDelivery, Inserted, MessageFilter,
     NewMessage, Order, Page, Result, StatusCounts, Store, StoreError,
@@ -88,6 +88,35 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The version of `embedded/schema.sql`, kept in the database's `user_version`. Herald has
+/// no migrations yet: a database written with another schema is refused at open, with
+/// what to do, instead of failing on every write.
+const SCHEMA_VERSION: i64 = 2;
+
+fn check_schema_version(conn: &Connection, path: &std::path::Path) -> Result<()> {
+    let has_tables: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if has_tables && version != SCHEMA_VERSION {
+        return Err(StoreError::Backend(Arc::new(std::io::Error::other(
+            format!(
+                "the database was written by another version of Herald (schema {version}; this \
+             build uses schema {SCHEMA_VERSION}) and cannot be migrated yet: start with an \
+             empty data directory, or move {} aside",
+                path.parent().unwrap_or(path).display()
+            ),
+        ))));
+    }
+    Ok(())
+}
+
 impl EmbeddedStore {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(config: EmbeddedConfig) -> Result<Self> {
@@ -102,7 +131,10 @@ impl EmbeddedStore {
         .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
+        check_schema_version(&conn, &config.path)?;
         conn.execute_batch(include_str!("embedded/schema.sql"))
+            .map_err(backend)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(backend)?;
         if let Some(max) = config.max_bytes {
             let page: u64 = conn
@@ -1026,16 +1058,18 @@ impl Store for EmbeddedStore {
         // (endpoint_id, msg_id) index: a million failed deliveries recovered in one
         // statement would hold the writer (every publish waits) for seconds and keep one
         // transaction's worth of pages. Each chunk is durable; a recover cut short by a
-        // crash is finished by calling it again.
+        // crash is finished by calling it again. The chunks run in a task of their own, so
+        // a caller that goes away (a client that disconnects) does not stop it halfway.
         let chunk = self.recover_chunk;
+        let writer = self.writer.clone();
         let (app, endpoint) = (app.as_str().to_owned(), endpoint.as_str().to_owned());
         let (since, until, now) = (ms(since), until.map(ms).unwrap_or(i64::MAX), ms(now));
-        let mut after = String::new();
-        let mut total = 0;
-        loop {
-            let (app, endpoint, from) = (app.clone(), endpoint.clone(), after.clone());
-            let (n, last) = self
-                .writer
+        let task = tokio::spawn(async move {
+            let mut after = String::new();
+            let mut total = 0;
+            loop {
+                let (app, endpoint, from) = (app.clone(), endpoint.clone(), after.clone());
+                let (n, last) = writer
                 .write(move |conn| {
                     // The chunk's last message id, or none when fewer than `chunk` remain.
                     let last: Option<String> = conn
@@ -1069,12 +1103,15 @@ impl Store for EmbeddedStore {
                     Ok((n as u64, last))
                 })
                 .await?;
-            total += n;
-            match last {
-                Some(last) => after = last,
-                None => return Ok(total),
+                total += n;
+                match last {
+                    Some(last) => after = last,
+                    None => return Ok(total),
+                }
             }
-        }
+        });
+        task.await
+            .map_err(|_| backend_msg("recovering deliveries stopped unexpectedly"))?
     }
 
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64> {

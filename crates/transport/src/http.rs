@@ -139,6 +139,14 @@ impl HttpTransport {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.timeout.min(Duration::from_secs(10))));
+        // Pooled connections sit idle for up to 90 s; one that a NAT or load balancer
+        // dropped silently is found dead by keepalive probes (as reqwest did by default)
+        // instead of hanging the next attempt until its time limit.
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
+        #[cfg(target_os = "linux")]
+        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
         let tls = rustls::ClientConfig::with_platform_verifier()?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -216,13 +224,17 @@ impl HttpTransport {
             ))
             .map_err(|_| Refused("the URL's credentials cannot be sent".into()))?;
             value.set_sensitive(true);
-            headers.insert(http::header::AUTHORIZATION, value);
+            // An endpoint's own Authorization header wins, as it did with reqwest.
+            headers.entry(http::header::AUTHORIZATION).or_insert(value);
             let _ = url.set_username("");
             let _ = url.set_password(None);
         }
         headers
             .entry(http::header::USER_AGENT)
             .or_insert_with(|| self.user_agent.clone());
+        headers
+            .entry(http::header::ACCEPT)
+            .or_insert(http::HeaderValue::from_static("*/*"));
         let uri: http::Uri = url
             .as_str()
             .parse()

@@ -475,8 +475,8 @@ async fn throttle_rate_spaces_attempts_to_an_endpoint() {
 async fn connections_to_one_receiver_are_kept_for_all_its_endpoints() {
     // Ten endpoints on one receiver may have 10 × 32 attempts in flight at once. The
     // connections opened for them are all kept for reuse: a second wave of the same size
-    // opens none, where a pool keeping fewer than that (it kept 64) closed and reopened
-    // 60 to 170 of them.
+    // opens (almost) none, where a pool keeping fewer than that (it kept 64) closed and
+    // reopened 60 to 170 of them.
     let herald = Herald::start().await;
     let receiver = Receiver::start().await;
     receiver.set_delay(Duration::from_millis(100));
@@ -509,9 +509,11 @@ async fn connections_to_one_receiver_are_kept_for_all_its_endpoints() {
         first > 64,
         "the first wave had {first} connections; the test needs more than 64 in use at once"
     );
-    // Only if the first wave never had all 320 in flight may the second need more.
+    // Only if the first wave never had all 320 in flight may the second need more; and a
+    // few may be opened when an attempt starts before the previous one's connection is
+    // back in the pool (none in runs here; the old pool opened 60-170).
     assert!(
-        total - first <= 320usize.saturating_sub(first),
+        total - first <= 32 + 320usize.saturating_sub(first),
         "the second wave opened {} connections instead of reusing the first wave's {first}",
         total - first
     );

@@ -292,4 +292,23 @@ async fn url_credentials_are_used_but_never_shown() {
         got[1].header("authorization"),
         "Basic cGFydG5lcjpTdzByZGZpc2g="
     );
+
+    // An endpoint's own Authorization header takes precedence over the URL's credentials.
+    let (status, body) = herald
+        .call(
+            Method::PUT,
+            &format!("{path}/headers"),
+            Some(json!({"headers": {"Authorization": "Bearer tok-1"}})),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {"n": 3}}))
+        .await;
+    let got = receiver.wait_for("/hook", 3, WAIT).await;
+    assert!(
+        got.iter()
+            .any(|r| r.header("authorization") == "Bearer tok-1"),
+        "the endpoint's header was not sent"
+    );
 }

@@ -179,3 +179,30 @@ async fn recover_covers_every_chunk() {
         4
     );
 }
+
+/// A database written with another schema (an older Herald's) is refused at open, saying
+/// why and what to do, rather than failing on every write later.
+#[tokio::test]
+async fn a_database_with_another_schema_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    let config = EmbeddedConfig {
+        path: path.clone(),
+        sync_full: false,
+        max_bytes: None,
+    };
+    drop(EmbeddedStore::open(config.clone()).unwrap());
+    // Reopening the same version is fine.
+    drop(EmbeddedStore::open(config.clone()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA user_version = 1;").unwrap();
+    drop(conn);
+    let Err(err) = EmbeddedStore::open(config) else {
+        panic!("a schema 1 database was opened");
+    };
+    let text = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        text.contains("schema 1") && text.contains("empty data directory"),
+        "{text}"
+    );
+}
