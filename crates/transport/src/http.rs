@@ -235,6 +235,8 @@ impl HttpTransport {
         headers
             .entry(http::header::ACCEPT)
             .or_insert(http::HeaderValue::from_static("*/*"));
+        // A fragment is never sent.
+        url.set_fragment(None);
         let uri: http::Uri = url
             .as_str()
             .parse()

@@ -518,3 +518,18 @@ async fn connections_to_one_receiver_are_kept_for_all_its_endpoints() {
         total - first
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_url_with_a_fragment_is_delivered_without_it() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("fragment").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/hook?x=1#part")}))
+        .await;
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {"n": 1}}))
+        .await;
+    let got = receiver.wait_for("/hook", 1, WAIT).await;
+    assert_eq!(got[0].query, "x=1");
+}
