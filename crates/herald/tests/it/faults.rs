@@ -53,15 +53,8 @@ async fn connection_refused_is_recorded_and_retried() {
 #[tokio::test]
 async fn a_connection_closed_or_reset_mid_response_is_retried() {
     let herald = Herald::start().await;
-    let receiver = RawReceiver::start(Fault::ok()).await;
-    receiver.script([Fault::Close, Fault::ResetMidResponse]);
-    let app = herald.app("acme").await;
-    herald
-        .endpoint(&app, json!({"url": receiver.url("/hook")}))
-        .await;
-    let msg = publish(&herald, &app).await;
-
-    let attempts = oldest_first(&herald.msg_attempts(&app, &msg, 3).await);
+    let (receiver, attempts) =
+        attempts_after(&herald, [Fault::Close, Fault::ResetMidResponse], 3).await;
     let kinds: Vec<&Value> = attempts.iter().map(|a| &a["errorKind"]).collect();
     assert_eq!(
         kinds,
@@ -76,22 +69,15 @@ async fn a_connection_closed_or_reset_mid_response_is_retried() {
 #[tokio::test]
 async fn a_5xx_records_its_status_and_the_first_20_kib_of_its_body() {
     let herald = Herald::start().await;
-    let receiver = RawReceiver::start(Fault::ok()).await;
     let body: Vec<u8> = (0..30 * 1024)
         .map(|i| b"0123456789abcdef"[i % 16])
         .collect();
-    receiver.script([Fault::Answer {
+    let fault = Fault::Answer {
         status: 503,
         headers: vec![],
         body: body.clone(),
-    }]);
-    let app = herald.app("acme").await;
-    herald
-        .endpoint(&app, json!({"url": receiver.url("/hook")}))
-        .await;
-    let msg = publish(&herald, &app).await;
-
-    let attempts = oldest_first(&herald.msg_attempts(&app, &msg, 2).await);
+    };
+    let (_receiver, attempts) = attempts_after(&herald, [fault], 2).await;
     let failed = &attempts[0];
     assert_eq!(failed["responseStatusCode"], 503);
     assert_eq!(failed["errorKind"], "status");
@@ -108,19 +94,12 @@ async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
     let herald = Herald::start().await;
     // Where the redirect points: an allowed loopback receiver, which must get nothing.
     let elsewhere = Receiver::start().await;
-    let receiver = RawReceiver::start(Fault::ok()).await;
-    receiver.script([Fault::Answer {
+    let redirect = Fault::Answer {
         status: 307,
         headers: vec![("location", elsewhere.url("/elsewhere"))],
         body: Vec::new(),
-    }]);
-    let app = herald.app("acme").await;
-    herald
-        .endpoint(&app, json!({"url": receiver.url("/hook")}))
-        .await;
-    let msg = publish(&herald, &app).await;
-
-    let attempts = oldest_first(&herald.msg_attempts(&app, &msg, 2).await);
+    };
+    let (_receiver, attempts) = attempts_after(&herald, [redirect], 2).await;
     assert_eq!(
         (
             &attempts[0]["responseStatusCode"],
@@ -252,15 +231,7 @@ async fn gone_disables_the_endpoint() {
 async fn a_response_that_never_ends_times_out() {
     let herald =
         Herald::start_with(&["--retry-schedule", "1s,1s,1s", "--attempt-timeout", "1s"]).await;
-    let receiver = RawReceiver::start(Fault::ok()).await;
-    receiver.script([Fault::Hang]);
-    let app = herald.app("acme").await;
-    herald
-        .endpoint(&app, json!({"url": receiver.url("/hook")}))
-        .await;
-    let msg = publish(&herald, &app).await;
-
-    let attempts = oldest_first(&herald.msg_attempts(&app, &msg, 2).await);
+    let (_receiver, attempts) = attempts_after(&herald, [Fault::Hang], 2).await;
     let a = &attempts[0];
     assert_eq!(
         (&a["errorKind"], &a["status"]),
@@ -276,15 +247,8 @@ async fn a_response_that_never_ends_times_out() {
 async fn a_trickling_response_is_cut_at_the_attempt_timeout() {
     let herald =
         Herald::start_with(&["--retry-schedule", "1s,1s,1s", "--attempt-timeout", "1s"]).await;
-    let receiver = RawReceiver::start(Fault::ok()).await;
-    receiver.script([Fault::Trickle(Duration::from_millis(500))]);
-    let app = herald.app("acme").await;
-    herald
-        .endpoint(&app, json!({"url": receiver.url("/hook")}))
-        .await;
-    let msg = publish(&herald, &app).await;
-
-    let attempts = oldest_first(&herald.msg_attempts(&app, &msg, 2).await);
+    let trickle = Fault::Trickle(Duration::from_millis(500));
+    let (_receiver, attempts) = attempts_after(&herald, [trickle], 2).await;
     let a = &attempts[0];
     assert_eq!(
         (&a["errorKind"], &a["status"]),
@@ -427,6 +391,24 @@ async fn a_dead_endpoint_with_10000_pending_deliveries_does_not_delay_a_healthy_
     );
     let worst = latencies.iter().max().unwrap();
     assert!(*worst < Duration::from_secs(5), "{latencies:?}");
+}
+
+/// Publishes one message to an endpoint whose receiver answers with `faults` first, then
+/// 200, and returns the message's first `n` attempts, oldest first.
+async fn attempts_after(
+    herald: &Herald,
+    faults: impl IntoIterator<Item = Fault>,
+    n: usize,
+) -> (RawReceiver, Vec<Value>) {
+    let receiver = RawReceiver::start(Fault::ok()).await;
+    receiver.script(faults);
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/hook")}))
+        .await;
+    let msg = publish(herald, &app).await;
+    let attempts = oldest_first(&herald.msg_attempts(&app, &msg, n).await);
+    (receiver, attempts)
 }
 
 /// Publishes one `order.created` message.
