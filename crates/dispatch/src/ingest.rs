@@ -87,24 +87,31 @@ impl Dispatcher {
         // snapshot: the deliveries are known now, and no JSON is handled in the write.
         let deferred = candidates.iter().any(|(_, rules)| rules.can_refuse(true));
         let deliveries = if deferred {
-            let document = document_of(&message);
+            // The store may call the decision twice (see `store::Decide`), so the
+            // document is lent to each call, `previous` added and taken out again. A
+            // `std` mutex: only the store's writer thread ever takes it.
+            let document = std::sync::Mutex::new(document_of(&message));
             Deliveries::FromPrevious(Box::new(move |previous| {
-                let mut document = document;
+                let mut document = document.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(previous) = previous {
                     document["previous"] =
                         serde_json::from_str(previous).unwrap_or(serde_json::Value::Null);
                 }
-                candidates
-                    .into_iter()
+                let deliveries = candidates
+                    .iter()
                     .filter(|(_, rules)| {
                         !rules.can_refuse(previous.is_some()) || rules.passes(&document)
                     })
                     .map(|(endpoint_id, _)| NewDelivery {
                         id: DeliveryId::generate(),
-                        endpoint_id,
+                        endpoint_id: endpoint_id.clone(),
                         leased_until,
                     })
-                    .collect()
+                    .collect();
+                if let Some(fields) = document.as_object_mut() {
+                    fields.remove("previous");
+                }
+                deliveries
             }))
         } else {
             Deliveries::Known(

@@ -666,7 +666,7 @@ async fn entity_snapshots(store: &dyn Store) {
                         } else {
                             vec![NewDelivery {
                                 id: DeliveryId::generate(),
-                                endpoint_id,
+                                endpoint_id: endpoint_id.clone(),
                                 leased_until: None,
                             }]
                         }

@@ -403,7 +403,7 @@ impl Store for EmbeddedStore {
             .writer
             .write(move |conn| {
                 insert_app(conn, &app)?;
-                Ok(app)
+                Ok(app.clone())
             })
             .await?;
         self.apps_changed();
@@ -470,7 +470,7 @@ impl Store for EmbeddedStore {
                 if changed == 0 {
                     return Err(StoreError::NotFound);
                 }
-                Ok(app)
+                Ok(app.clone())
             })
             .await?;
         self.apps_changed();
@@ -526,7 +526,7 @@ impl Store for EmbeddedStore {
                     ],
                 )
                 .map_err(conflict_or_backend("an event type with this name already exists"))?;
-                Ok(et)
+                Ok(et.clone())
             })
             .await
     }
@@ -584,7 +584,7 @@ impl Store for EmbeddedStore {
                 if changed == 0 {
                     return Err(StoreError::NotFound);
                 }
-                Ok(et)
+                Ok(et.clone())
             })
             .await
     }
@@ -594,7 +594,7 @@ impl Store for EmbeddedStore {
         self.writer
             .write(move |conn| {
                 let changed = conn
-                    .execute("DELETE FROM event_types WHERE name = ?1", [name])
+                    .execute("DELETE FROM event_types WHERE name = ?1", [&name])
                     .map_err(backend)?;
                 if changed == 0 {
                     return Err(StoreError::NotFound);
@@ -624,7 +624,7 @@ impl Store for EmbeddedStore {
                 );
                 conn.execute(&sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
                     .map_err(conflict_or_backend("an endpoint with this uid already exists"))?;
-                Ok(endpoint)
+                Ok(endpoint.clone())
             })
             .await?;
         self.endpoints_changed();
@@ -701,7 +701,7 @@ impl Store for EmbeddedStore {
                 if changed == 0 {
                     return Err(StoreError::NotFound);
                 }
-                Ok(endpoint)
+                Ok(endpoint.clone())
             })
             .await?;
         self.endpoints_changed();
@@ -778,13 +778,12 @@ impl Store for EmbeddedStore {
         self.writer
             .write(move |conn| {
                 let NewMessage {
-                    mut message,
+                    message,
                     deliveries,
                     idempotency_key,
-                } = new;
-                let app = message.app_id.as_str().to_owned();
-                let app = app.as_str();
-                if let Some(key) = &idempotency_key {
+                } = &new;
+                let app = message.app_id.as_str();
+                if let Some(key) = idempotency_key {
                     let earlier: Option<String> = conn
                         .prepare_cached(
                             "SELECT msg_id FROM idempotency_keys WHERE app_id = ?1 AND key = ?2",
@@ -806,17 +805,18 @@ impl Store for EmbeddedStore {
                 // The entity's snapshot is read and replaced in this transaction, in the
                 // writer's order: each message sees the one accepted just before it.
                 let mut previous_id = None;
+                let mut previous = None;
                 if let Some(entity) = &message.entity
-                    && let Some((id, payload)) = replace_snapshot(conn, &message, entity)?
+                    && let Some((id, payload)) = replace_snapshot(conn, message, entity)?
                 {
                     previous_id = Some(id);
-                    message.previous = Some(payload);
+                    previous = Some(payload);
                 }
                 let deliveries = match deliveries {
-                    Deliveries::Known(deliveries) => deliveries,
-                    Deliveries::FromPrevious(decide) => decide(message.previous.as_deref()),
+                    Deliveries::Known(deliveries) => deliveries.clone(),
+                    Deliveries::FromPrevious(decide) => decide(previous.as_deref()),
                 };
-                let msg = &message;
+                let msg = message;
                 let entity = msg.entity.as_ref();
                 conn.prepare_cached(
                     "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -862,7 +862,7 @@ impl Store for EmbeddedStore {
                     .map_err(backend)?;
                 }
                 Ok(Inserted::Created {
-                    previous: message.previous,
+                    previous,
                     deliveries,
                 })
             })

@@ -69,7 +69,8 @@ pub enum Deliveries {
 }
 
 /// Decides a message's deliveries from its entity's previous snapshot.
-pub type Decide = Box<dyn FnOnce(Option<&str>) -> Vec<NewDelivery> + Send>;
+/// The store may call it more than once (a write whose group is rolled back runs again).
+pub type Decide = Box<dyn Fn(Option<&str>) -> Vec<NewDelivery> + Send>;
 
 impl std::fmt::Debug for Deliveries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -206,3 +206,81 @@ async fn a_database_with_another_schema_is_refused_at_open() {
         "{text}"
     );
 }
+
+/// A group of writes shares one transaction, run first without savepoints: a write that
+/// fails after changing rows (or panics) must still roll back alone, and every other
+/// write of its group must commit, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_rolls_back_alone_in_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+    conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .unwrap();
+    let writer = writer::Writer::start(conn).unwrap();
+    // A slow first write holds the writer, so everything sent meanwhile forms one group.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = std::sync::Mutex::new(started_tx);
+    let slow = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .write(move |conn| {
+                    let _ = started_tx.lock().unwrap().send(());
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    conn.execute("INSERT INTO t (k, v) VALUES (0, 'slow')", [])
+                        .map_err(writer::backend)?;
+                    Ok(())
+                })
+                .await
+        })
+    };
+    started_rx.recv().unwrap();
+    let mut writes = Vec::new();
+    for k in 1..=40_i64 {
+        let writer = writer.clone();
+        writes.push(tokio::spawn(async move {
+            writer
+                .write(move |conn| {
+                    // Each write counts its runs in the row it inserts.
+                    conn.execute(
+                        "INSERT INTO t (k, v) VALUES (?1, 'run') ON CONFLICT (k) DO UPDATE SET v = v || ' again'",
+                        [k],
+                    )
+                    .map_err(writer::backend)?;
+                    match k {
+                        13 => Err(StoreError::Conflict("thirteen".into())),
+                        27 => panic!("a bug in write 27"),
+                        _ => Ok(k),
+                    }
+                })
+                .await
+        }));
+    }
+    slow.await.unwrap().unwrap();
+    for (k, write) in (1..=40_i64).zip(writes) {
+        let result = write.await.unwrap();
+        match k {
+            13 => assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}"),
+            27 => assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}"),
+            _ => assert_eq!(result.unwrap(), k),
+        }
+    }
+    let rows: Vec<(i64, String)> = writer
+        .write(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT k, v FROM t ORDER BY k")
+                .map_err(writer::backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(writer::backend)?;
+            Ok(rows)
+        })
+        .await
+        .unwrap();
+    let expected: Vec<(i64, String)> = (0..=40_i64)
+        .filter(|k| *k != 13 && *k != 27)
+        .map(|k| (k, if k == 0 { "slow" } else { "run" }.to_owned()))
+        .collect();
+    assert_eq!(rows, expected);
+}

@@ -1,10 +1,19 @@
 //! The single writer thread of the embedded store, with group commit.
 //!
 //! Every write is a closure sent to one thread that owns the write connection. The thread
-//! takes all closures waiting at that moment, runs each inside its own savepoint in one
-//! transaction, commits once (one `fsync` for the whole group), then answers each caller.
-//! Many concurrent publishes thus share one commit, and a failing closure rolls back only
-//! its own savepoint. A caller is answered only after the commit that holds its write.
+//! takes all closures waiting at that moment, runs them in one transaction, commits once
+//! (one `fsync` for the whole group), then answers each caller. Many concurrent publishes
+//! thus share one commit. A caller is answered only after the commit that holds its write.
+//!
+//! A write is all or nothing, and one failing write must not take the others of its group
+//! with it. Each write could run in a savepoint of its own, but SQLite then copies every
+//! page a write touches that an earlier write of the group already changed into its
+//! statement journal: with a group of publishes all appending to the same B-tree leaves,
+//! that copying (spilled to a temporary file) was a third of the writer's CPU. So a group
+//! runs first without savepoints; if any write in it fails, the whole transaction is
+//! rolled back and the group is run again with one savepoint per write, which lets the
+//! failing write roll back alone. Writes are therefore `Fn`: they may run twice, the first
+//! run's effects undone.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -19,10 +28,46 @@ const MAX_GROUP: usize = 512;
 /// How long a group waits for company under concurrent load.
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(250);
 
-type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-/// A write: runs in the group's transaction, and gives back how to answer its caller once
-/// the group is committed, and its error if it failed.
-type Job = Box<dyn FnOnce(&Connection) -> (Reply, Option<StoreError>) + Send>;
+/// A write waiting in the queue: runs in a group's transaction (perhaps twice, see the
+/// module's comment), then answers its caller once the group is committed.
+trait Write: Send {
+    /// Runs the write, keeping its result for the answer; returns its error if it failed.
+    fn run(&mut self, conn: &Connection) -> Option<StoreError>;
+    /// Answers the caller: the write's result if `committed` is `Ok`, else that error.
+    fn answer(self: Box<Self>, committed: Result<()>);
+}
+
+type Job = Box<dyn Write>;
+
+struct Pending<R, F> {
+    f: F,
+    outcome: Option<Result<R>>,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<R, F> Write for Pending<R, F>
+where
+    R: Send + 'static,
+    F: Fn(&Connection) -> Result<R> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> Option<StoreError> {
+        // A panic in one write (a bug; writes may run fan-out code for entity messages)
+        // must not take the writer thread, and with it every later write, down: it fails
+        // that write alone.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.f)(conn)))
+            .unwrap_or_else(|_| Err(backend_msg("a store write panicked; it was rolled back")));
+        let failed = outcome.as_ref().err().cloned();
+        self.outcome = Some(outcome);
+        failed
+    }
+
+    fn answer(self: Box<Self>, committed: Result<()>) {
+        let outcome = self
+            .outcome
+            .unwrap_or_else(|| Err(backend_msg("the store writer did not run a write")));
+        let _ = self.reply.send(committed.and(outcome));
+    }
+}
 
 /// Handle to the writer thread. Cloning is cheap; the thread stops when every handle is gone.
 #[derive(Clone)]
@@ -41,19 +86,17 @@ impl Writer {
     }
 
     /// Runs `f` in the next group transaction and returns its result once committed.
+    /// `f` may run twice (the first run rolled back): it must not consume what it uses.
     pub(crate) async fn write<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<Result<R>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let outcome = in_savepoint(conn, f);
-            let failed = outcome.as_ref().err().cloned();
-            let reply: Reply = Box::new(move |committed: Result<()>| {
-                let _ = tx.send(committed.and(outcome));
-            });
-            (reply, failed)
+        let (reply, rx) = oneshot::channel::<Result<R>>();
+        let job: Job = Box::new(Pending {
+            f,
+            outcome: None,
+            reply,
         });
         self.jobs
             .send(job)
@@ -71,27 +114,18 @@ fn exec(conn: &Connection, sql: &str) -> Result<()> {
         .map_err(backend)
 }
 
-fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-    exec(conn, "SAVEPOINT w")?;
-    // A panic in one write (a bug; writes may run fan-out code for entity messages) must
-    // not take the writer thread, and with it every later write, down: it fails that
-    // write alone.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(backend_msg("a store write panicked; it was rolled back")));
-    match result {
-        Ok(value) => {
-            exec(conn, "RELEASE w")?;
-            Ok(value)
-        }
-        // SQLite rolls back the whole transaction by itself after some errors (a full
-        // disk, an I/O error): then there is no savepoint left to roll back to.
-        Err(err) if conn.is_autocommit() => Err(err),
-        Err(err) => {
-            exec(conn, "ROLLBACK TO w")?;
-            exec(conn, "RELEASE w")?;
-            Err(err)
-        }
+/// Runs `job` in a savepoint of its own: if it fails, only its changes are undone.
+fn in_savepoint(conn: &Connection, job: &mut Job) -> Option<StoreError> {
+    if let Err(err) = exec(conn, "SAVEPOINT w") {
+        return Some(err);
     }
+    let failed = job.run(conn)?;
+    // SQLite rolls back the whole transaction by itself after some errors (a full disk,
+    // an I/O error): then there is no savepoint left to roll back to.
+    if !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK TO w").and_then(|()| exec(conn, "RELEASE w"));
+    }
+    Some(failed)
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
@@ -109,48 +143,85 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             take_waiting(&rx, &mut group);
         }
         previous_group = group.len();
-        if let Err(err) = exec(&conn, "BEGIN IMMEDIATE") {
-            // Dropping the jobs answers each caller with an error; nothing was written.
-            tracing::error!(error = %err, "store could not begin a transaction");
-            continue;
+        let group = match run_fast(&conn, group) {
+            Ok(committed) => {
+                for job in committed {
+                    job.answer(Ok(()));
+                }
+                continue;
+            }
+            Err(group) => group,
+        };
+        run_one_by_one(&conn, group);
+    }
+}
+
+/// Runs the group in one transaction without savepoints and commits it. Gives the group
+/// back, rolled back, when any write failed (or the transaction could not begin); a
+/// failed commit answers every write with its error.
+fn run_fast(conn: &Connection, mut group: Vec<Job>) -> std::result::Result<Vec<Job>, Vec<Job>> {
+    if exec(conn, "BEGIN IMMEDIATE").is_err() {
+        return Err(group);
+    }
+    let all_ran = group.iter_mut().all(|job| job.run(conn).is_none());
+    if !all_ran {
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
         }
-        let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
-        let mut jobs = group.into_iter();
-        let mut began = true;
-        for job in jobs.by_ref() {
-            let (reply, failed) = job(&conn);
-            replies.push(reply);
-            if conn.is_autocommit() {
-                // SQLite rolled the transaction back after this write failed: the writes
-                // before it in the group are gone too, and their callers are told so with
-                // the same cause. The rest of the group gets a transaction of its own.
-                let cause = failed.unwrap_or_else(|| {
-                    backend_msg("the storage engine rolled the transaction back")
-                });
-                tracing::error!(error = %cause, source = ?std::error::Error::source(&cause), "a store write failed and rolled back its transaction");
-                for reply in replies.drain(..) {
-                    reply(Err(cause.clone()));
+        return Err(group);
+    }
+    if let Err(err) = exec(conn, "COMMIT") {
+        let _ = exec(conn, "ROLLBACK");
+        tracing::error!(error = %err, "store commit failed; the group's writes were rolled back");
+        for job in group {
+            job.answer(Err(err.clone()));
+        }
+        return Ok(Vec::new());
+    }
+    Ok(group)
+}
+
+/// Runs the group in one transaction with a savepoint per write, so a failing write rolls
+/// back alone, then commits and answers every write.
+fn run_one_by_one(conn: &Connection, group: Vec<Job>) {
+    if let Err(err) = exec(conn, "BEGIN IMMEDIATE") {
+        tracing::error!(error = %err, "store could not begin a transaction");
+        for job in group {
+            job.answer(Err(err.clone()));
+        }
+        return;
+    }
+    let mut ran: Vec<Job> = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
+    while let Some(mut job) = jobs.next() {
+        let failed = in_savepoint(conn, &mut job);
+        ran.push(job);
+        if conn.is_autocommit() {
+            // SQLite rolled the transaction back after this write failed: the writes
+            // before it in the group are gone too, and their callers are told so with
+            // the same cause. The rest of the group gets a transaction of its own.
+            let cause = failed
+                .unwrap_or_else(|| backend_msg("the storage engine rolled the transaction back"));
+            tracing::error!(error = %cause, source = ?std::error::Error::source(&cause), "a store write failed and rolled back its transaction");
+            for job in ran.drain(..) {
+                job.answer(Err(cause.clone()));
+            }
+            if let Err(err) = exec(conn, "BEGIN IMMEDIATE") {
+                tracing::error!(error = %err, "store could not begin a transaction");
+                for job in jobs {
+                    job.answer(Err(err.clone()));
                 }
-                if let Err(err) = exec(&conn, "BEGIN IMMEDIATE") {
-                    tracing::error!(error = %err, "store could not begin a transaction");
-                    began = false;
-                    break;
-                }
+                return;
             }
         }
-        if !began {
-            // Dropping the remaining jobs answers each caller with an error.
-            drop(jobs);
-            continue;
-        }
-        let committed = exec(&conn, "COMMIT");
-        if let Err(err) = &committed {
-            let _ = exec(&conn, "ROLLBACK");
-            tracing::error!(error = %err, "store commit failed; the group's writes were rolled back");
-        }
-        for reply in replies {
-            reply(committed.clone());
-        }
+    }
+    let committed = exec(conn, "COMMIT");
+    if let Err(err) = &committed {
+        let _ = exec(conn, "ROLLBACK");
+        tracing::error!(error = %err, "store commit failed; the group's writes were rolled back");
+    }
+    for job in ran {
+        job.answer(committed.clone());
     }
 }
 
