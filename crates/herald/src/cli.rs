@@ -103,6 +103,10 @@ pub(crate) struct ServeArgs {
     /// Refuse destinations without TLS (`http://`, `amqp://`).
     #[arg(long, env = "HERALD_HTTPS_ONLY")]
     pub(crate) https_only: bool,
+    /// A PEM file of CA certificates trusted for HTTPS deliveries besides the system's
+    /// (receivers behind a private CA).
+    #[arg(long, env = "HERALD_TLS_CA_FILE")]
+    pub(crate) tls_ca_file: Option<PathBuf>,
     /// An endpoint failing continuously for this long is disabled; `none` never disables
     /// [default: 5d].
     #[arg(long, env = "HERALD_AUTO_DISABLE_AFTER")]

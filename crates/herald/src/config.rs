@@ -32,6 +32,8 @@ pub(crate) struct Settings {
     pub(crate) auto_disable_after: Option<Duration>,
     pub(crate) operator_app: String,
     pub(crate) destinations: transport::DestinationPolicy,
+    /// CA certificates trusted for HTTPS deliveries besides the system's.
+    pub(crate) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub(crate) log: String,
 }
 
@@ -58,6 +60,7 @@ const KEYS: &[&str] = &[
     "allow_destination",
     "deny_destination",
     "https_only",
+    "tls_ca_file",
     "log",
 ];
 
@@ -185,9 +188,31 @@ impl Settings {
                         Some(other) => bail!("https_only: `{other}` is not true or false"),
                     },
             },
+            extra_roots: match args
+                .tls_ca_file
+                .clone()
+                .or_else(|| file.get("tls_ca_file").map(PathBuf::from))
+            {
+                Some(path) => certificates(&path)
+                    .with_context(|| format!("tls_ca_file: {}", path.display()))?,
+                None => Vec::new(),
+            },
             log: raw("log", &args.log).unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// The certificates of a PEM file; at least one.
+fn certificates(path: &Path) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject as _;
+    let text = std::fs::read(path).context("cannot be read")?;
+    let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .context("is not a PEM file of certificates")?;
+    if certificates.is_empty() {
+        bail!("holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+    }
+    Ok(certificates)
 }
 
 /// Reads `herald.toml` into raw strings by key, refusing unknown keys.

@@ -81,6 +81,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         // fewer idle connections kept, connections are closed and reopened under load.
         max_idle_per_host: settings.max_in_flight,
         destinations: settings.destinations.clone(),
+        extra_roots: settings.extra_roots.clone(),
     })
     .context("building the HTTP client")?;
     let dispatcher = Dispatcher::new(

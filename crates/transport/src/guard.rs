@@ -3,9 +3,10 @@
 //! its own admin API, a cloud metadata service or anything on the private network (SSRF).
 //! `allow` opens chosen ranges (tests and benchmarks open loopback).
 //!
-//! The check runs on the addresses a connection will actually use: the HTTP client's DNS
-//! resolver returns only allowed addresses, so the connection is pinned to what was
-//! checked (no window for DNS rebinding), and IP literals are checked before sending.
+//! The check runs on the addresses a connection will actually use: the HTTP client
+//! resolves a host name itself and connects only to the allowed addresses it got, so the
+//! connection is pinned to what was checked (no window for DNS rebinding), and IP
+//! literals are checked before sending.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -12,6 +12,7 @@ mod destinations;
 mod entities;
 mod faults;
 mod filters;
+mod https;
 mod operational;
 mod subscriptions;
 mod support;
