@@ -231,9 +231,10 @@ impl HttpTransport {
 
     /// Refuses a URL the policy forbids before any packet is sent: a scheme other than
     /// https under `https_only`, or a host that is an IP literal (which is never resolved,
-    /// so `connect` would not check it; the URL parser has already turned spellings such as `2130706433`, `0x7f.1`
-    /// and `127.1` into the address they mean). When every address is denied, every URL
-    /// is refused here, before its host name is resolved. Returns the parsed URL.
+    /// so `connect` does not check it; the URL parser has already turned spellings such
+    /// as `2130706433`, `0x7f.1` and `127.1` into the address they mean). When every
+    /// address is denied, every URL is refused here, before its host name is resolved.
+    /// Returns the parsed URL.
     fn precheck(&self, url: &str) -> Result<url::Url, Refused> {
         let url = url::Url::parse(url).map_err(|e| Refused(format!("invalid URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -390,9 +391,11 @@ impl HttpTransport {
             };
             let sent = match sender {
                 Sender::Http1(mut sender) => {
-                    if sender.ready().await.is_err() {
-                        // Closed while idle; nothing was sent on it.
-                        continue;
+                    if let Err(err) = sender.ready().await {
+                        if reused {
+                            continue; // Closed while idle; nothing was sent on it.
+                        }
+                        return failure(&err, started.elapsed());
                     }
                     // HTTP/1.1 sends the path and query; the host is in its header.
                     *request.uri_mut() = origin_form.clone();
@@ -400,8 +403,11 @@ impl HttpTransport {
                     sent.map(|response| (response, Sender::Http1(sender)))
                 }
                 Sender::Http2(mut sender) => {
-                    if sender.ready().await.is_err() {
-                        continue;
+                    if let Err(err) = sender.ready().await {
+                        if reused {
+                            continue;
+                        }
+                        return failure(&err, started.elapsed());
                     }
                     *request.uri_mut() = absolute.clone();
                     request.headers_mut().remove(http::header::HOST);

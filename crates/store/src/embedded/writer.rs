@@ -119,7 +119,11 @@ fn in_savepoint(conn: &Connection, job: &mut Job) -> Option<StoreError> {
     if let Err(err) = exec(conn, "SAVEPOINT w") {
         return Some(err);
     }
-    let failed = job.run(conn)?;
+    let Some(failed) = job.run(conn) else {
+        // The write's changes stay in the transaction whatever RELEASE says.
+        let _ = exec(conn, "RELEASE w");
+        return None;
+    };
     // SQLite rolls back the whole transaction by itself after some errors (a full disk,
     // an I/O error): then there is no savepoint left to roll back to.
     if !conn.is_autocommit() {
