@@ -133,6 +133,32 @@ impl HeraldProcess {
     }
 }
 
+/// User + system CPU seconds this benchmark process (load generator and receiver) has
+/// used so far.
+pub(crate) fn own_cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// The machine's CPU time so far, from `/proc/stat`: (idle, including waiting for I/O;
+/// total), in seconds summed over every core.
+pub(crate) fn machine_cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
+    (idle / 100.0, total / 100.0)
+}
+
 /// utime + stime of a `/proc/…/stat` file, in seconds.
 fn stat_cpu_seconds(path: &str) -> f64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();

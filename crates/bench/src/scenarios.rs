@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::herald::{HeraldProcess, TOKEN};
+use crate::herald::{HeraldProcess, TOKEN, machine_cpu_seconds, own_cpu_seconds};
 use crate::load::{Body, Published, order_created, post_direct, publish, publish_bodies};
 use crate::receiver::Receiver;
 use crate::report::Report;
@@ -212,6 +212,8 @@ async fn deliver_bodies(
     let within = WITHIN;
     let deliveries_expected = n * paths.len();
     let cpu_before = herald.cpu_seconds();
+    let own_before = own_cpu_seconds();
+    let machine_before = machine_cpu_seconds();
     let before = receiver.unique();
     let start = Instant::now();
     let bar = progress(options, n, report.scenario);
@@ -233,6 +235,8 @@ async fn deliver_bodies(
         .await;
     bar.finish_and_clear();
     let cpu = herald.cpu_seconds() - cpu_before;
+    let own_cpu = own_cpu_seconds() - own_before;
+    let machine_after = machine_cpu_seconds();
     let arrivals = receiver.arrivals();
     let lat = latencies(&published, &arrivals, paths);
     let last = arrivals.values().max().copied().unwrap_or(start);
@@ -260,6 +264,18 @@ async fn deliver_bodies(
         "s",
     );
     report.add("Herald peak RSS", herald.peak_rss_mib(), "MiB");
+    // Where the machine's two cores went: deliveries/s is at most the cores divided by
+    // what Herald and the benchmark spend per delivery, unless the cores idle.
+    report.add(
+        "benchmark CPU per 1000 deliveries",
+        own_cpu / lat.len().max(1) as f64 * 1000.0,
+        "s",
+    );
+    let (idle, total) = (
+        machine_after.0 - machine_before.0,
+        machine_after.1 - machine_before.1,
+    );
+    report.add("machine idle", idle / total.max(f64::EPSILON) * 100.0, "%");
     if !complete {
         bail!(
             "{}: only {} of {} deliveries arrived",
@@ -275,14 +291,19 @@ async fn ceiling(options: &Options) -> anyhow::Result<Report> {
     let receiver = Receiver::start().await?;
     let n = scaled(options, 100_000);
     let bar = progress(options, n, "ceiling");
+    let own_before = own_cpu_seconds();
     let elapsed = post_direct(n, options.concurrency, receiver.url("/ceiling"), &bar).await;
+    let own_cpu = own_cpu_seconds() - own_before;
     bar.finish_and_clear();
     let mut report = Report::new("ceiling");
-    report.add("requests", receiver.anonymous() as f64, "");
+    let requests = receiver.anonymous() as f64;
+    report.add("requests", requests, "");
+    report.add("requests/s", requests / elapsed.as_secs_f64(), "requests/s");
+    // Both ends of each exchange run in this process: the price of one HTTP exchange.
     report.add(
-        "requests/s",
-        receiver.anonymous() as f64 / elapsed.as_secs_f64(),
-        "requests/s",
+        "CPU per request, both ends",
+        own_cpu / requests.max(1.0) * 1e6,
+        "µs",
     );
     Ok(report)
 }
