@@ -56,6 +56,8 @@ pub struct HttpRequest {
 #[derive(Clone)]
 pub struct HttpTransport {
     pool: Arc<Pool>,
+    /// Checked routes by endpoint URL. A `std` mutex: a map lookup or insert, no await.
+    routes: Arc<Mutex<HashMap<String, Arc<Route>>>>,
     tls: tokio_rustls::TlsConnector,
     config: HttpTransportConfig,
     user_agent: http::HeaderValue,
@@ -189,6 +191,20 @@ pub enum BuildError {
     UserAgent(#[from] http::header::InvalidHeaderValue),
 }
 
+/// What every request to one endpoint URL shares, worked out once per URL.
+struct Route {
+    target: Target,
+    /// The URL without credentials and fragment.
+    uri: http::Uri,
+    /// The URL's credentials as HTTP Basic authorization.
+    authorization: Option<http::HeaderValue>,
+}
+
+/// Routes kept at most; past this the cache starts over.
+const MAX_ROUTES: usize = 4096;
+/// Longer URLs are not kept (a GET endpoint's URLs carry each payload).
+const MAX_CACHED_URL: usize = 2048;
+
 /// Where a request goes, taken from its checked URL.
 struct Target {
     https: bool,
@@ -222,6 +238,7 @@ impl HttpTransport {
                 destinations: Mutex::new(PoolState::default()),
                 max_idle_per_host: config.max_idle_per_host,
             }),
+            routes: Arc::new(Mutex::new(HashMap::new())),
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             user_agent: http::HeaderValue::from_str(&config.user_agent)?,
             config,
@@ -260,35 +277,40 @@ impl HttpTransport {
         Ok(url)
     }
 
-    /// The request hyper sends: credentials in the URL become HTTP Basic authorization
-    /// (and leave the URL), and the user agent is set unless the endpoint set its own.
-    fn build(
-        &self,
-        mut url: url::Url,
-        request: HttpRequest,
-    ) -> Result<(Target, http::Request<Full<Bytes>>), Refused> {
+    /// Where a URL's requests go, checked: from the cache, or worked out by `precheck`
+    /// and `route_of` and kept (the policy does not change while Herald runs).
+    fn route(&self, url: &str) -> Result<Arc<Route>, Refused> {
+        let cached = self
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned();
+        if let Some(route) = cached {
+            return Ok(route);
+        }
+        let route = Arc::new(route_of(self.precheck(url)?)?);
+        // A GET endpoint's URL carries each payload: such URLs are long and used once.
+        if url.len() <= MAX_CACHED_URL {
+            let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            if routes.len() >= MAX_ROUTES {
+                routes.clear();
+            }
+            routes.insert(url.to_owned(), route.clone());
+        }
+        Ok(route)
+    }
+
+    /// The request hyper sends: the route's URI and `Host`, its credentials as HTTP Basic
+    /// authorization unless the endpoint set its own, and the user agent unless the
+    /// endpoint set its own.
+    fn build(&self, route: &Route, request: HttpRequest) -> http::Request<Full<Bytes>> {
         let mut headers = request.headers;
-        if !url.username().is_empty() || url.password().is_some() {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            let credentials = format!(
-                "{}:{}",
-                decode(url.username()),
-                decode(url.password().unwrap_or(""))
-            );
-            let mut value = http::HeaderValue::from_str(&format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(credentials)
-            ))
-            .map_err(|_| Refused("the URL's credentials cannot be sent".into()))?;
-            value.set_sensitive(true);
+        if let Some(authorization) = &route.authorization {
             // An endpoint's own Authorization header wins, as it did with reqwest.
-            headers.entry(http::header::AUTHORIZATION).or_insert(value);
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
+            headers
+                .entry(http::header::AUTHORIZATION)
+                .or_insert_with(|| authorization.clone());
         }
         headers
             .entry(http::header::USER_AGENT)
@@ -296,51 +318,26 @@ impl HttpTransport {
         headers
             .entry(http::header::ACCEPT)
             .or_insert(http::HeaderValue::from_static("*/*"));
-        // A fragment is never sent.
-        url.set_fragment(None);
-        let uri: http::Uri = url
-            .as_str()
-            .parse()
-            .map_err(|e| Refused(format!("invalid URL: {e}")))?;
-        let (Some(host), Some(port)) = (url.host(), url.port_or_known_default()) else {
-            return Err(Refused("the URL has no host".into()));
-        };
-        let https = url.scheme() == "https";
-        let authority = uri
-            .authority()
-            .ok_or_else(|| Refused("the URL has no host".into()))?;
-        // HTTP/1.1 names the host in a header (HTTP/2 in the request's :authority).
-        let host_header = http::HeaderValue::from_str(authority.as_str())
-            .map_err(|_| Refused("the URL's host cannot be sent".into()))?;
-        headers.insert(http::header::HOST, host_header.clone());
-        let target = Target {
-            host_header,
-            https,
-            host: host.to_owned(),
-            port,
-            destination: format!("{}://{}:{port}", url.scheme(), authority.host()),
-        };
+        headers.insert(http::header::HOST, route.target.host_header.clone());
         let mut built = http::Request::new(Full::new(request.body));
         *built.method_mut() = request.method;
-        *built.uri_mut() = uri;
+        *built.uri_mut() = route.uri.clone();
         *built.headers_mut() = headers;
-        Ok((target, built))
+        built
     }
 
     /// Sends one request. Never fails: every failure is described by the `Outcome`.
     pub async fn send(&self, request: HttpRequest) -> Outcome {
-        let url = match self.precheck(&request.url) {
-            Ok(url) => url,
+        let route = match self.route(&request.url) {
+            Ok(route) => route,
             Err(refused) => return refused_outcome(refused),
         };
-        let (target, request) = match self.build(url, request) {
-            Ok(built) => built,
-            Err(refused) => return refused_outcome(refused),
-        };
+        let target = &route.target;
+        let request = self.build(&route, request);
         let started = Instant::now();
         // The status, once the headers are in: a body cut by the time limit keeps it.
         let mut status = None;
-        let exchange = self.exchange(&target, request, started, &mut status);
+        let exchange = self.exchange(target, request, started, &mut status);
         match tokio::time::timeout(self.config.timeout, exchange).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome {
@@ -537,6 +534,61 @@ impl HttpTransport {
             handshake_http1(TokioIo::new(tls)).await
         }
     }
+}
+
+/// What requests to a checked URL need: credentials in the URL become HTTP Basic
+/// authorization (and leave the URL), a fragment is dropped, and the target and `Host`
+/// are taken from what remains.
+fn route_of(mut url: url::Url) -> Result<Route, Refused> {
+    let mut authorization = None;
+    if !url.username().is_empty() || url.password().is_some() {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = format!(
+            "{}:{}",
+            decode(url.username()),
+            decode(url.password().unwrap_or(""))
+        );
+        let mut value = http::HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        ))
+        .map_err(|_| Refused("the URL's credentials cannot be sent".into()))?;
+        value.set_sensitive(true);
+        authorization = Some(value);
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    // A fragment is never sent.
+    url.set_fragment(None);
+    let uri: http::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|e| Refused(format!("invalid URL: {e}")))?;
+    let (Some(host), Some(port)) = (url.host(), url.port_or_known_default()) else {
+        return Err(Refused("the URL has no host".into()));
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| Refused("the URL has no host".into()))?;
+    // HTTP/1.1 names the host in a header (HTTP/2 in the request's :authority).
+    let host_header = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| Refused("the URL's host cannot be sent".into()))?;
+    let target = Target {
+        destination: format!("{}://{}:{port}", url.scheme(), authority.host()),
+        host_header,
+        https: url.scheme() == "https",
+        host: host.to_owned(),
+        port,
+    };
+    Ok(Route {
+        target,
+        uri,
+        authorization,
+    })
 }
 
 /// An HTTP/1.1 connection on `io`, driven by a task of its own until it closes.
