@@ -74,6 +74,15 @@ fn sign(
     })
 }
 
+// The Standard Webhooks headers, and the same under the names Svix's libraries read. As
+// constants, their names are not parsed again for every attempt.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
+const SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
+const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
+
 /// The signed request: the Standard Webhooks headers (also under their `svix-` names)
 /// and the endpoint's constant headers, sent with the endpoint's method. `GET` has no
 /// body: the signed bytes travel in the `payload` query parameter.
@@ -113,12 +122,12 @@ fn prepare_http(
         );
         (endpoint.url.clone(), body)
     };
-    headers.insert("webhook-id", id.clone());
-    headers.insert("webhook-timestamp", ts.clone());
-    headers.insert("webhook-signature", sig.clone());
-    headers.insert("svix-id", id);
-    headers.insert("svix-timestamp", ts);
-    headers.insert("svix-signature", sig);
+    headers.insert(WEBHOOK_ID, id.clone());
+    headers.insert(WEBHOOK_TIMESTAMP, ts.clone());
+    headers.insert(WEBHOOK_SIGNATURE, sig.clone());
+    headers.insert(SVIX_ID, id);
+    headers.insert(SVIX_TIMESTAMP, ts);
+    headers.insert(SVIX_SIGNATURE, sig);
     let method = match endpoint.method {
         Method::Post => http::Method::POST,
         Method::Put => http::Method::PUT,
