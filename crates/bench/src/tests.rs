@@ -108,3 +108,17 @@ fn entity_updates_are_5_kb_with_10_percent_changed() {
         assert_eq!(pair[0]["guid"], pair[1]["guid"]);
     }
 }
+
+#[test]
+fn a_publish_body_is_the_ceiling_body_as_an_order_created_event() {
+    let body: serde_json::Value =
+        serde_json::from_slice(&crate::load::order_created()(7)).expect("valid JSON");
+    assert_eq!(
+        body,
+        serde_json::json!({"eventType": "order.created", "payload": crate::load::payload(7)})
+    );
+    assert_eq!(
+        serde_json::to_vec(&body["payload"]).unwrap(),
+        crate::load::payload_json(7)
+    );
+}
