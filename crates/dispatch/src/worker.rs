@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use model::{Clock, DeliveryId, EndpointId, ErrorKind, Message, Trigger};
+use model::{Clock, DeliveryId, EndpointId, ErrorKind, Message, MessageId, Trigger};
 use store::{AttemptRecord, DueDelivery, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -532,11 +532,16 @@ impl Shared {
                 "attempts still in flight after the drain timeout; they will be retried after restart"
             );
         }
-        let queued: Vec<DeliveryId> = {
+        let queued: Vec<(MessageId, EndpointId)> = {
             let q = self.lock();
             q.by_endpoint
                 .values()
-                .flat_map(|queue| queue.jobs.iter().map(|j| j.delivery_id.clone()))
+                .flat_map(|queue| {
+                    queue
+                        .jobs
+                        .iter()
+                        .map(|j| (j.message.id.clone(), j.endpoint_id.clone()))
+                })
                 .collect()
         };
         if !queued.is_empty()

@@ -519,7 +519,13 @@ async fn messages_and_deliveries(store: &dyn Store) {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].delivery.endpoint_id, e1.id);
     store
-        .release(&[back[0].delivery.id.clone()], t(49))
+        .release(
+            &[(
+                back[0].delivery.msg_id.clone(),
+                back[0].delivery.endpoint_id.clone(),
+            )],
+            t(49),
+        )
         .await
         .unwrap();
     let back = store.lease_due(t(49), t(300), 10).await.unwrap();

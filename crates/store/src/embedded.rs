@@ -88,12 +88,18 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// The version of `embedded/schema.sql`, kept in the database's `user_version`. Herald has
-/// no migrations yet: a database written with another schema is refused at open, with
-/// what to do, instead of failing on every write.
-const SCHEMA_VERSION: i64 = 2;
+/// The version of `embedded/schema.sql`, kept in the database's `user_version`.
+const SCHEMA_VERSION: i64 = 3;
 
-fn check_schema_version(conn: &Connection, path: &std::path::Path) -> Result<()> {
+/// How a database of an older schema is brought to the next version, by the version it
+/// starts from. Each step runs in one transaction with the new `user_version`, so a crash
+/// during a migration leaves the database as it was.
+const MIGRATIONS: &[(i64, &str)] = &[(2, include_str!("embedded/migrate_2_to_3.sql"))];
+
+/// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
+/// one it cannot migrate (a newer Herald's, or one older than the migrations reach), with
+/// what to do, instead of failing on every write later.
+fn migrate(conn: &Connection, path: &std::path::Path) -> Result<()> {
     let has_tables: bool = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages')",
@@ -101,20 +107,59 @@ fn check_schema_version(conn: &Connection, path: &std::path::Path) -> Result<()>
             |r| r.get(0),
         )
         .map_err(backend)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(backend)?;
-    if has_tables && version != SCHEMA_VERSION {
-        return Err(StoreError::Backend(Arc::new(std::io::Error::other(
-            format!(
-                "the database was written by another version of Herald (schema {version}; this \
-             build uses schema {SCHEMA_VERSION}) and cannot be migrated yet: start with an \
-             empty data directory, or move {} aside",
-                path.parent().unwrap_or(path).display()
-            ),
-        ))));
+    if !has_tables {
+        return Ok(());
     }
-    Ok(())
+    loop {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let Some((_, sql)) = MIGRATIONS.iter().find(|(from, _)| *from == version) else {
+            let what = if version > SCHEMA_VERSION {
+                format!(
+                    "the database was written by a newer Herald (schema {version}; this build \
+                     knows schemas up to {SCHEMA_VERSION}): run that version of Herald, or \
+                     start with an empty data directory"
+                )
+            } else {
+                format!(
+                    "the database was written by an older Herald (schema {version}; this build \
+                     uses schema {SCHEMA_VERSION} and migrates from schema {} on) and cannot \
+                     be migrated: start with an empty data directory",
+                    MIGRATIONS.first().map_or(SCHEMA_VERSION, |(from, _)| *from)
+                )
+            };
+            return Err(StoreError::Backend(Arc::new(std::io::Error::other(
+                format!(
+                    "{what}, or move {} aside",
+                    path.parent().unwrap_or(path).display()
+                ),
+            ))));
+        };
+        let started = std::time::Instant::now();
+        tracing::info!(
+            from = version,
+            to = version + 1,
+            "migrating the database's schema"
+        );
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}\nPRAGMA user_version = {}; COMMIT;",
+            version + 1
+        ))
+        .map_err(|err| {
+            let _ = conn.execute_batch("ROLLBACK");
+            backend(err)
+        })?;
+        tracing::info!(
+            from = version,
+            to = version + 1,
+            seconds = started.elapsed().as_secs_f64(),
+            "migrated the database's schema"
+        );
+    }
 }
 
 impl EmbeddedStore {
@@ -131,7 +176,7 @@ impl EmbeddedStore {
         .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
-        check_schema_version(&conn, &config.path)?;
+        migrate(&conn, &config.path)?;
         conn.execute_batch(include_str!("embedded/schema.sql"))
             .map_err(backend)?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
@@ -920,12 +965,16 @@ impl Store for EmbeddedStore {
                 .map_err(backend)?;
                 let mut lease = conn
                     .prepare_cached(
-                        "UPDATE deliveries SET leased = 1, next_attempt_at = ?2 WHERE id = ?1",
+                        "UPDATE deliveries SET leased = 1, next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2",
                     )
                     .map_err(backend)?;
                 for d in &due {
                     lease
-                        .execute(params![d.delivery.id.as_str(), ms(leased_until)])
+                        .execute(params![
+                            d.delivery.msg_id.as_str(),
+                            d.delivery.endpoint_id.as_str(),
+                            ms(leased_until)
+                        ])
                         .map_err(backend)?;
                 }
                 Ok(due)
@@ -933,17 +982,22 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn release(&self, ids: &[DeliveryId], now: DateTime<Utc>) -> Result<()> {
-        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+    async fn release(
+        &self,
+        deliveries: &[(MessageId, EndpointId)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let deliveries = deliveries.to_vec();
         self.writer
             .write(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
-                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?2 WHERE id = ?1 AND leased = 1 AND status = 1",
+                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2 AND leased = 1 AND status = 1",
                     )
                     .map_err(backend)?;
-                for id in &ids {
-                    stmt.execute(params![id, ms(now)]).map_err(backend)?;
+                for (msg, endpoint) in &deliveries {
+                    stmt.execute(params![msg.as_str(), endpoint.as_str(), ms(now)])
+                        .map_err(backend)?;
                 }
                 Ok(())
             })
@@ -974,7 +1028,7 @@ impl Store for EmbeddedStore {
                 let mut insert = conn.prepare_cached(&insert_sql).map_err(backend)?;
                 let mut update = conn
                     .prepare_cached(
-                        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, leased = 0, trigger = 0, updated_at = ?5 WHERE id = ?1",
+                        "UPDATE deliveries SET status = ?3, attempts = ?4, next_attempt_at = ?5, leased = 0, trigger = 0, updated_at = ?6 WHERE msg_id = ?1 AND endpoint_id = ?2",
                     )
                     .map_err(backend)?;
                 for AttemptRecord { attempt, update: next } in &records {
@@ -997,7 +1051,8 @@ impl Store for EmbeddedStore {
                         .map_err(backend)?;
                     update
                         .execute(params![
-                            attempt.delivery_id.as_str(),
+                            attempt.msg_id.as_str(),
+                            attempt.endpoint_id.as_str(),
                             next.status.code(),
                             next.attempts,
                             next.next_attempt_at.map(ms),

@@ -226,7 +226,12 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<DueDelivery>>;
     /// Gives leased deliveries back, due at `now` (on shutdown, for those never attempted).
-    async fn release(&self, ids: &[DeliveryId], now: DateTime<Utc>) -> Result<()>;
+    /// A delivery is named by its message and endpoint.
+    async fn release(
+        &self,
+        deliveries: &[(MessageId, EndpointId)],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Gives back every lease. Only a single-node store may call this, at start-up.
     async fn release_all_leases(&self, now: DateTime<Utc>) -> Result<u64>;
     /// Records attempts and moves each delivery to its update, all in one transaction.

@@ -47,9 +47,9 @@ CREATE TABLE IF NOT EXISTS endpoints (
     UNIQUE (app_id, uid)
 );
 CREATE INDEX IF NOT EXISTS endpoints_app ON endpoints (app_id, id);
--- Messages and attempts are rowid tables looked up through (app_id, id) and
--- (msg_id, id) / (endpoint_id, id): ids are unique, and an index on the id alone would be
--- one more B-tree to update on every publish and attempt.
+-- Messages are a rowid table (their payloads are large) looked up through (app_id, id):
+-- ids are unique, and an index on the id alone would be one more B-tree to update on
+-- every publish.
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT NOT NULL,
     app_id TEXT NOT NULL,
@@ -105,8 +105,11 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 );
 -- status: 0 success, 1 pending, 2 fail, 3 sending (Svix's MessageStatus).
 -- A leased delivery has leased = 1 and next_attempt_at = the end of its lease.
+-- A delivery is one message to one endpoint, so that pair is its key and every write
+-- finds it by that pair; its id is kept (for the API) but not indexed, since an index on
+-- it would be one more B-tree written by every publish.
 CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     msg_id TEXT NOT NULL,
     app_id TEXT NOT NULL,
     endpoint_id TEXT NOT NULL,
@@ -117,10 +120,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     trigger INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    UNIQUE (msg_id, endpoint_id)
+    PRIMARY KEY (msg_id, endpoint_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 1;
 CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint_id, msg_id);
+-- Attempts are found by message (the key) or by endpoint; a rowid table would need one
+-- more B-tree on every attempt.
 CREATE TABLE IF NOT EXISTS attempts (
     id TEXT NOT NULL,
     delivery_id TEXT NOT NULL,
@@ -134,7 +139,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     response_duration_ms INTEGER NOT NULL,
     error TEXT,
     trigger INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS attempts_msg ON attempts (msg_id, id);
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (msg_id, id)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attempts_endpoint ON attempts (endpoint_id, id);

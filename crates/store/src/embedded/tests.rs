@@ -180,8 +180,9 @@ async fn recover_covers_every_chunk() {
     );
 }
 
-/// A database written with another schema (an older Herald's) is refused at open, saying
-/// why and what to do, rather than failing on every write later.
+/// A database written with a schema this build cannot migrate (an older Herald's than the
+/// migrations reach, or a newer one's) is refused at open, saying why and what to do,
+/// rather than failing on every write later.
 #[tokio::test]
 async fn a_database_with_another_schema_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,14 +198,269 @@ async fn a_database_with_another_schema_is_refused_at_open() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("PRAGMA user_version = 1;").unwrap();
     drop(conn);
-    let Err(err) = EmbeddedStore::open(config) else {
+    let Err(err) = EmbeddedStore::open(config.clone()) else {
         panic!("a schema 1 database was opened");
     };
     let text = std::error::Error::source(&err).unwrap().to_string();
     assert!(
-        text.contains("schema 1") && text.contains("empty data directory"),
+        text.contains("older Herald (schema 1")
+            && text.contains("migrates from schema 2")
+            && text.contains("empty data directory"),
         "{text}"
     );
+    // A newer Herald's database is refused too, and left as it was.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA user_version = 9;").unwrap();
+    drop(conn);
+    let Err(err) = EmbeddedStore::open(config) else {
+        panic!("a schema 9 database was opened");
+    };
+    let text = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        text.contains("newer Herald (schema 9") && text.contains("run that version"),
+        "{text}"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 9);
+}
+
+/// The deliveries and attempts tables as schema 2 (Herald before the migration to 3)
+/// created them; every other table is the same in both.
+const SCHEMA_2_DELIVERIES_AND_ATTEMPTS: &str = "
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    msg_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    leased INTEGER NOT NULL,
+    trigger INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (msg_id, endpoint_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 1;
+CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, msg_id);
+CREATE TABLE attempts (
+    id TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response_status_code INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    response_duration_ms INTEGER NOT NULL,
+    error TEXT,
+    trigger INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX attempts_msg ON attempts (msg_id, id);
+CREATE INDEX attempts_endpoint ON attempts (endpoint_id, id);
+";
+
+/// A schema 2 database is migrated at open: its deliveries and attempts are all there
+/// afterwards, read and written as before, with the tables keyed the new way.
+#[tokio::test]
+async fn a_schema_2_database_is_migrated_at_open() {
+    use crate::conformance::{app, attempt_for, endpoint, message, t};
+    use crate::{
+        AttemptFilter, AttemptRecord, Deliveries, DeliveryUpdate, NewDelivery, NewMessage, Order,
+        Page,
+    };
+    use model::{DeliveryId, Status};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    let config = EmbeddedConfig {
+        path: path.clone(),
+        sync_full: false,
+        max_bytes: None,
+    };
+    let page = || Page {
+        limit: 50,
+        cursor: None,
+        order: Order::Ascending,
+    };
+    // Three messages to one endpoint: one delivered, one failed and due again at t(20),
+    // one never attempted.
+    let store = EmbeddedStore::open(config.clone()).unwrap();
+    let a = store.create_app(app(None)).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/hook"))
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    for i in 1..=3 {
+        let m = message(&a.id, None, t(i));
+        messages.push(m.id.clone());
+        store
+            .insert_message(NewMessage {
+                message: m,
+                deliveries: Deliveries::Known(vec![NewDelivery {
+                    id: DeliveryId::generate(),
+                    endpoint_id: e.id.clone(),
+                    leased_until: None,
+                }]),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+    }
+    let due = store.lease_due(t(10), t(15), 2).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let outcomes = [(Status::Success, None), (Status::Fail, Some(t(20)))];
+    let records = due
+        .iter()
+        .zip(outcomes)
+        .map(|(d, (status, next_attempt_at))| AttemptRecord {
+            attempt: attempt_for(d, status, t(11)),
+            update: DeliveryUpdate {
+                status: if next_attempt_at.is_some() {
+                    Status::Pending
+                } else {
+                    status
+                },
+                attempts: 1,
+                next_attempt_at,
+            },
+        })
+        .collect();
+    store.record_attempts(records).await.unwrap();
+    let attempts_before = store
+        .list_attempts(&a.id, &AttemptFilter::default(), &page())
+        .await
+        .unwrap();
+    assert_eq!(attempts_before.len(), 2);
+    let mut deliveries_before = Vec::new();
+    for m in &messages {
+        deliveries_before.extend(
+            store
+                .list_message_deliveries(&a.id, m, &page())
+                .await
+                .unwrap(),
+        );
+    }
+    drop(store);
+
+    // Rewrite those two tables as schema 2 had them, rows and all.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "BEGIN;
+         ALTER TABLE deliveries RENAME TO deliveries_now;
+         ALTER TABLE attempts RENAME TO attempts_now;
+         DROP INDEX deliveries_due; DROP INDEX deliveries_endpoint; DROP INDEX attempts_endpoint;
+         {SCHEMA_2_DELIVERIES_AND_ATTEMPTS}
+         INSERT INTO deliveries SELECT * FROM deliveries_now;
+         INSERT INTO attempts SELECT * FROM attempts_now;
+         DROP TABLE deliveries_now; DROP TABLE attempts_now;
+         PRAGMA user_version = 2;
+         COMMIT;"
+    ))
+    .unwrap();
+    drop(conn);
+
+    let store = EmbeddedStore::open(config.clone()).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' AND tbl_name IN ('deliveries', 'attempts') ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        indexes,
+        ["attempts_endpoint", "deliveries_due", "deliveries_endpoint"]
+    );
+    for (table, key) in [
+        ("deliveries", "PRIMARY KEY (msg_id, endpoint_id)"),
+        ("attempts", "PRIMARY KEY (msg_id, id)"),
+    ] {
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains(key) && sql.contains("WITHOUT ROWID"), "{sql}");
+    }
+    drop(conn);
+
+    // Everything is there, and reads as it did.
+    let attempts_after = store
+        .list_attempts(&a.id, &AttemptFilter::default(), &page())
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{attempts_after:?}"),
+        format!("{attempts_before:?}")
+    );
+    let attempt = &attempts_after[0];
+    assert!(
+        store
+            .get_attempt(&a.id, &attempt.msg_id, &attempt.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut deliveries_after = Vec::new();
+    for m in &messages {
+        deliveries_after.extend(
+            store
+                .list_message_deliveries(&a.id, m, &page())
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        format!("{deliveries_after:?}"),
+        format!("{deliveries_before:?}")
+    );
+    // And the pipeline goes on: the failed one and the never attempted one come due,
+    // and recording them finds their rows.
+    let due = store.lease_due(t(30), t(35), 10).await.unwrap();
+    let mut due_messages: Vec<_> = due.iter().map(|d| d.message.id.clone()).collect();
+    due_messages.sort();
+    assert_eq!(due_messages, messages[1..].to_vec());
+    let records = due
+        .iter()
+        .map(|d| AttemptRecord {
+            attempt: attempt_for(d, Status::Success, t(31)),
+            update: DeliveryUpdate {
+                status: Status::Success,
+                attempts: d.delivery.attempts + 1,
+                next_attempt_at: None,
+            },
+        })
+        .collect();
+    store.record_attempts(records).await.unwrap();
+    assert!(
+        store
+            .lease_due(t(100), t(105), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for m in &messages {
+        let d = store
+            .list_message_deliveries(&a.id, m, &page())
+            .await
+            .unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].status, Status::Success, "{m:?}");
+    }
 }
 
 /// A group of writes shares one transaction, run first without savepoints: a write that
