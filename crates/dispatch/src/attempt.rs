@@ -19,7 +19,9 @@ pub(crate) async fn attempt(
 ) -> Outcome {
     if destination::is_amqp(&endpoint.url) {
         match prepare_amqp(endpoint, message, payload, now) {
-            Ok(request) => transports.amqp.send(request).await,
+            // Boxed: lapin's publish future is large, and inline it would be part of every
+            // attempt's task, HTTP ones included, copied and zeroed at every spawn.
+            Ok(request) => Box::pin(transports.amqp.send(request)).await,
             Err(reason) => refused(reason),
         }
     } else {

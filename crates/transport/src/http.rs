@@ -381,7 +381,10 @@ impl HttpTransport {
             let reused = pooled.is_some();
             let sender = match pooled {
                 Some(sender) => sender,
-                None => match self.connect(target).await {
+                // Boxed: connecting (DNS, TCP, TLS handshake) is the rare path, and its
+                // future inline would make every exchange's future six times larger,
+                // copied with each attempt's task.
+                None => match Box::pin(self.connect(target)).await {
                     Ok(sender) => sender,
                     Err(err) => return failure(&*err, started.elapsed()),
                 },
