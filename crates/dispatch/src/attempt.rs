@@ -19,9 +19,7 @@ pub(crate) async fn attempt(
 ) -> Outcome {
     if destination::is_amqp(&endpoint.url) {
         match prepare_amqp(endpoint, message, payload, now) {
-            // Boxed: lapin's publish future is large, and inline it would be part of every
-            // attempt's task, HTTP ones included, copied and zeroed at every spawn.
-            Ok(request) => Box::pin(transports.amqp.send(request)).await,
+            Ok(request) => transports.amqp.send(request).await,
             Err(reason) => refused(reason),
         }
     } else {
@@ -198,3 +196,6 @@ fn standard_envelope(message: &Message, payload: &str) -> Bytes {
     out.push('}');
     Bytes::from(out)
 }
+
+#[cfg(test)]
+mod tests;

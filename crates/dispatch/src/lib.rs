@@ -11,6 +11,8 @@ mod health;
 mod ingest;
 mod record;
 mod schedule;
+#[cfg(test)]
+mod testing;
 mod throttle;
 mod worker;
 

@@ -1,58 +1,9 @@
 //! Fan-out rules, one line each: which endpoint a message reaches.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use chrono::Utc;
-use model::{AppId, Endpoint, EndpointId, Message, MessageId, Secret};
+use model::{Endpoint, Message};
 
 use super::fanout;
-
-fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool) -> Endpoint {
-    let list = |v: Option<&[&str]>| v.map(|v| v.iter().map(|s| s.to_string()).collect());
-    Endpoint {
-        id: EndpointId::generate(),
-        app_id: AppId::from_string("app_x".into()),
-        uid: None,
-        url: "http://127.0.0.1/".into(),
-        description: String::new(),
-        version: 1,
-        rate_limit: None,
-        disabled,
-        filter_types: list(types),
-        channels: list(channels),
-        metadata: BTreeMap::new(),
-        headers: BTreeMap::new(),
-        filter: None,
-        transform: None,
-        name: None,
-        method: model::Method::Post,
-        envelope: model::Envelope::Raw,
-        party: None,
-        payload_mode: model::PayloadMode::Full,
-        diff_keep: Vec::new(),
-        secret: Secret::from_string(String::new()),
-        retired_secrets: vec![],
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
-}
-
-fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
-    Message {
-        id: MessageId::generate(),
-        app_id: AppId::from_string("app_x".into()),
-        event_id: None,
-        event_type: event_type.into(),
-        payload: Arc::from("{}"),
-        channels: channels.map(|v| v.iter().map(|s| s.to_string()).collect()),
-        tags: None,
-        origin: None,
-        entity: None,
-        previous: None,
-        created_at: Utc::now(),
-    }
-}
+use crate::testing::{endpoint, message};
 
 #[track_caller]
 fn check(endpoint: Endpoint, msg: Message, expect: bool) {
