@@ -103,8 +103,8 @@ pub(crate) struct ServeArgs {
     /// Refuse destinations without TLS (`http://`, `amqp://`).
     #[arg(long, env = "HERALD_HTTPS_ONLY")]
     pub(crate) https_only: bool,
-    /// A PEM file of CA certificates trusted for HTTPS deliveries besides the system's
-    /// (receivers behind a private CA).
+    /// A PEM file of CA certificates trusted for HTTPS receivers and `amqps` brokers
+    /// besides the system's (destinations behind a private CA).
     #[arg(long, env = "HERALD_TLS_CA_FILE")]
     pub(crate) tls_ca_file: Option<PathBuf>,
     /// An endpoint failing continuously for this long is disabled; `none` never disables

@@ -32,7 +32,7 @@ pub(crate) struct Settings {
     pub(crate) auto_disable_after: Option<Duration>,
     pub(crate) operator_app: String,
     pub(crate) destinations: transport::DestinationPolicy,
-    /// CA certificates trusted for HTTPS deliveries besides the system's.
+    /// CA certificates trusted for HTTPS receivers and `amqps` brokers besides the system's.
     pub(crate) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub(crate) log: String,
 }

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::tcp::RustlsConnector;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::uri::AMQPUri;
+use lapin::{
+    AsyncTcpStream, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+};
 use model::{ErrorKind, Outcome};
 
 use crate::guard::DestinationPolicy;
@@ -40,6 +44,9 @@ pub struct AmqpRequest {
 pub struct AmqpTransport {
     timeout: Duration,
     policy: Arc<DestinationPolicy>,
+    /// For `amqps`: the same verification as HTTPS receivers (the platform's CAs and
+    /// `--tls-ca-file`'s).
+    tls: RustlsConnector,
     /// Per broker URL, the link to it, behind a lock taken only to (re)open it.
     links: Arc<Mutex<Links>>,
 }
@@ -63,6 +70,15 @@ struct Link {
     last_used: Instant,
 }
 
+/// A broker URL the policy allowed, and where to connect for it.
+struct Checked {
+    uri: AMQPUri,
+    /// The host's addresses that the policy allows, in the resolver's order.
+    addresses: Vec<std::net::SocketAddr>,
+    /// For `amqps`: the name the broker's certificate must carry.
+    tls_name: Option<String>,
+}
+
 /// Why a publish failed, before it becomes an `Outcome`.
 struct Failure {
     kind: ErrorKind,
@@ -71,10 +87,16 @@ struct Failure {
 
 impl AmqpTransport {
     /// `timeout` bounds each attempt: connecting, publishing and waiting for the confirm.
-    pub fn new(timeout: Duration, policy: DestinationPolicy) -> Self {
+    /// `tls` verifies `amqps` brokers.
+    pub fn new(
+        timeout: Duration,
+        policy: DestinationPolicy,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
         Self {
             timeout,
             policy: policy.shared(),
+            tls: RustlsConnector::from(tls),
             links: Arc::default(),
         }
     }
@@ -181,10 +203,7 @@ impl AmqpTransport {
         let open = match link.as_mut() {
             Some(open) => open,
             None => {
-                let address = self.checked(broker).await?;
-                let connection = Connection::connect(&address, ConnectionProperties::default())
-                    .await
-                    .map_err(failure)?;
+                let connection = self.connect(self.checked(broker).await?).await?;
                 link.insert(Link {
                     connection,
                     channels: HashMap::new(),
@@ -208,17 +227,16 @@ impl AmqpTransport {
         Ok(channel)
     }
 
-    /// The broker URL to connect with, after the destination policy: the host's
-    /// addresses are resolved and checked, and for `amqp` the connection is pinned to the
-    /// checked address. (For `amqps` the host name is kept, as TLS verifies the
-    /// certificate against it; the client resolves it again, a window the HTTP transport
-    /// does not have.)
-    async fn checked(&self, broker: &str) -> Result<String, Failure> {
+    /// Where to connect for `broker`, after the destination policy: the host's addresses
+    /// are resolved and checked, and the connection goes only to those (it is pinned to
+    /// what was checked, as the HTTP transport's are), for `amqps` too, whose certificate
+    /// is verified against the host name of the URL.
+    async fn checked(&self, broker: &str) -> Result<Checked, Failure> {
         let refused = |reason: String| Failure {
             kind: ErrorKind::Refused,
             reason,
         };
-        let mut url = url::Url::parse(broker).map_err(|e| refused(format!("invalid URL: {e}")))?;
+        let url = url::Url::parse(broker).map_err(|e| refused(format!("invalid URL: {e}")))?;
         let tls = url.scheme() == "amqps";
         if self.policy.https_only && !tls {
             return Err(refused(
@@ -228,28 +246,59 @@ impl AmqpTransport {
         if let Some(everything) = self.policy.refuses_everything() {
             return Err(refused(everything.0));
         }
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        let uri: AMQPUri = broker
+            .parse()
+            .map_err(|e| refused(format!("invalid AMQP URL: {e}")))?;
+        let host = url.host_str().unwrap_or_default();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.authority.port;
+        let addresses = if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
             self.policy.check(ip).map_err(|e| refused(e.0))?;
-            return Ok(broker.to_owned());
-        }
-        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
-        let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|e| Failure {
-                kind: ErrorKind::Dns,
-                reason: format!("resolving {bare}: {e}"),
-            })?
-            .collect();
-        let allowed = self.policy.filter(bare, found).map_err(|e| refused(e.0))?;
-        if tls {
-            return Ok(broker.to_owned());
-        }
-        let ip = allowed[0].ip();
-        url.set_ip_host(ip)
-            .map_err(|()| refused(format!("cannot connect to {ip}")))?;
-        Ok(url.into())
+            vec![std::net::SocketAddr::new(ip, port)]
+        } else {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare.as_str(), port))
+                .await
+                .map_err(|e| Failure {
+                    kind: ErrorKind::Dns,
+                    reason: format!("resolving {bare}: {e}"),
+                })?
+                .collect();
+            self.policy.filter(&bare, found).map_err(|e| refused(e.0))?
+        };
+        Ok(Checked {
+            uri,
+            addresses,
+            tls_name: tls.then_some(bare),
+        })
+    }
+
+    /// Opens a connection to the checked addresses (the first that accepts), with TLS for
+    /// `amqps`, then the AMQP handshake with the URL's credentials and virtual host.
+    async fn connect(&self, checked: Checked) -> Result<Connection, Failure> {
+        let Checked {
+            uri,
+            addresses,
+            tls_name,
+        } = checked;
+        let tls = self.tls.clone();
+        let runtime = lapin::runtime::default_runtime().map_err(failure)?;
+        Connection::connector(
+            uri,
+            runtime,
+            async move |_uri, runtime| {
+                let stream = AsyncTcpStream::connect(&runtime, addresses.clone()).await?;
+                Ok(match &tls_name {
+                    Some(name) => stream.into_rustls(&tls, name).await?,
+                    None => stream,
+                })
+            },
+            ConnectionProperties::default(),
+        )
+        .await
+        .map_err(failure)
     }
 
     fn slot(&self, broker: &str) -> Slot {

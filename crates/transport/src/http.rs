@@ -191,6 +191,25 @@ pub enum BuildError {
     UserAgent(#[from] http::header::InvalidHeaderValue),
 }
 
+/// The TLS settings of every outbound connection (HTTPS receivers, `amqps` brokers): the
+/// platform's verifier, trusting `extra_roots` besides the platform's CAs; no ALPN.
+pub(crate) fn client_tls(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, BuildError> {
+    // The process-wide rustls provider; a second install (tests) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+        extra_roots.iter().cloned(),
+        provider.clone(),
+    )?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
 /// What every request to one endpoint URL shares, worked out once per URL.
 struct Route {
     target: Target,
@@ -218,19 +237,8 @@ struct Target {
 
 impl HttpTransport {
     pub fn new(config: HttpTransportConfig) -> Result<Self, BuildError> {
-        // The process-wide rustls provider; a second install (tests) is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = config.destinations.clone().shared();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-            config.extra_roots.iter().cloned(),
-            provider.clone(),
-        )?;
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        let mut tls = client_tls(&config.extra_roots)?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // A proxy from the environment is never used: this client knows no proxies.
         Ok(Self {

@@ -3,6 +3,8 @@
 //! receiver's failure (non-2xx, timeout, refused connection, nack) is data, never `Err`.
 //! This is the only crate that opens outbound connections.
 
+use std::sync::Arc;
+
 mod amqp;
 mod guard;
 mod http;
@@ -20,7 +22,11 @@ pub struct Transports {
 
 impl Transports {
     pub fn new(config: HttpTransportConfig) -> Result<Self, BuildError> {
-        let amqp = AmqpTransport::new(config.timeout, config.destinations.clone());
+        let amqp = AmqpTransport::new(
+            config.timeout,
+            config.destinations.clone(),
+            Arc::new(http::client_tls(&config.extra_roots)?),
+        );
         Ok(Self {
             http: HttpTransport::new(config)?,
             amqp,

@@ -1,11 +1,13 @@
 //! AMQP endpoints against a real RabbitMQ: a message published to the subscriber's
 //! exchange with publisher confirms, signed, with the Standard Webhooks values in AMQP
 //! headers; credentials masked in the API; broker-side failures recorded as attempts and
-//! retried; delivery resumed after the broker was stopped and started again.
+//! retried; delivery resumed after the broker was stopped and started again; `amqps`
+//! verified against `--tls-ca-file`.
 //!
-//! `scripts/test.sh` starts a RabbitMQ node of its own and exports
-//! `HERALD_TEST_AMQP_URL` and `HERALD_TEST_RABBITMQ_NODE`. Without them these tests skip
-//! loudly, except under `CI=true`, where they fail.
+//! `scripts/test.sh` starts a RabbitMQ node of its own, with a TLS listener whose
+//! certificate a CA made for the run issued, and exports `HERALD_TEST_AMQP_URL`,
+//! `HERALD_TEST_AMQPS_URL`, `HERALD_TEST_AMQPS_CA` and `HERALD_TEST_RABBITMQ_NODE`.
+//! Without them these tests skip loudly, except under `CI=true`, where they fail.
 
 use std::collections::BTreeMap;
 
@@ -28,15 +30,27 @@ static BROKER_IN_USE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 struct Broker {
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
     url: String,
+    /// `amqps://guest:guest@localhost:PORT/%2f`, the same broker over TLS.
+    tls_url: String,
+    /// The PEM file of the CA that issued the TLS listener's certificate.
+    tls_ca: String,
     node: String,
 }
 
 fn broker() -> Option<Broker> {
+    let var = |name: &str| std::env::var(name).ok();
     match (
-        std::env::var("HERALD_TEST_AMQP_URL"),
-        std::env::var("HERALD_TEST_RABBITMQ_NODE"),
+        var("HERALD_TEST_AMQP_URL"),
+        var("HERALD_TEST_AMQPS_URL"),
+        var("HERALD_TEST_AMQPS_CA"),
+        var("HERALD_TEST_RABBITMQ_NODE"),
     ) {
-        (Ok(url), Ok(node)) => Some(Broker { url, node }),
+        (Some(url), Some(tls_url), Some(tls_ca), Some(node)) => Some(Broker {
+            url,
+            tls_url,
+            tls_ca,
+            node,
+        }),
         _ if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("CI=true but no RabbitMQ: run the tests with scripts/test.sh, which starts one")
         }
@@ -441,5 +455,67 @@ async fn amqp_delivery_resumes_after_the_broker_restarts() {
         .collect();
     assert!(statuses.len() >= 2, "failed, then retried: {statuses:?}");
 
+    broker.remove(&channel, &name).await;
+}
+
+#[tokio::test]
+async fn an_amqps_broker_is_verified_against_the_tls_ca_file() {
+    let Some(broker) = broker() else { return };
+    let _turn = BROKER_IN_USE.lock().await;
+    let (_connection, channel) = broker.channel().await;
+    let name = unique("herald-tls");
+    broker.topology(&channel, &name, &["order.*"], false).await;
+    let mut consumer = consume(&channel, &name).await;
+    // By host name (`localhost`): resolved, checked, and the certificate verified
+    // against the name.
+    let url = format!("{}?exchange={name}", broker.tls_url);
+
+    // Without the CA, the broker's certificate is not trusted: a recorded `tls` failure,
+    // and nothing reaches the exchange.
+    let untrusting = Herald::start().await;
+    let app = untrusting.app("tls-shop").await;
+    untrusting.endpoint(&app, json!({"url": url})).await;
+    let refused = untrusting
+        .publish(
+            &app,
+            json!({"eventType": "order.created", "payload": {"n": 1}}),
+        )
+        .await;
+    let recorded = untrusting.msg_attempts(&app, &refused, 1).await;
+    let attempt = &recorded["data"][0];
+    assert_eq!(attempt["errorKind"], "tls", "{attempt}");
+    assert_ne!(attempt["status"], 0, "{attempt}");
+    drop(untrusting);
+
+    // Trusting the CA that issued it: delivered over TLS and confirmed.
+    let herald = Herald::start_with(&["--tls-ca-file", &broker.tls_ca]).await;
+    let app = herald.app("tls-shop").await;
+    let endpoint = herald.endpoint(&app, json!({"url": url})).await;
+    let secret = herald.secret(&app, &endpoint).await;
+    let msg = herald
+        .publish(
+            &app,
+            json!({"eventType": "order.created", "payload": {"n": 2}}),
+        )
+        .await;
+    let delivery = next(&mut consumer).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&delivery.data).unwrap(),
+        json!({"n": 2}),
+        "the first message the exchange got is the trusting Herald's"
+    );
+    let h = headers(&delivery);
+    assert_eq!(h["webhook-id"], msg["id"].as_str().unwrap());
+    let key = signing::Key::parse(&secret).unwrap();
+    assert!(key.verify(
+        &h["webhook-id"],
+        h["webhook-timestamp"].parse().unwrap(),
+        &delivery.data,
+        &h["webhook-signature"],
+    ));
+    let recorded = herald.msg_attempts(&app, &msg, 1).await;
+    let attempt = &recorded["data"][0];
+    assert_eq!(attempt["status"], 0, "{attempt}");
+    assert_eq!(attempt["response"], "confirmed by the broker", "{attempt}");
     broker.remove(&channel, &name).await;
 }
