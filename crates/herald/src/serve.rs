@@ -36,6 +36,25 @@ pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(serve(settings))
 }
 
+/// Connections waiting to be accepted, at most. The standard library's (and tokio's) 128
+/// overflows when a fleet of publishers connects at once, and a SYN the kernel drops is
+/// sent again only after a second. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// The API's listening socket.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted Herald can bind while old connections
+    // linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let token = match &settings.admin_token {
         Some(token) => token.clone(),
@@ -112,9 +131,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
     );
 
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("binding {}", settings.bind))?;
+    let listener = listen(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), sync = if settings.sync_full { "full" } else { "normal" }, "herald started");
     println!("Herald listening on http://{addr}");

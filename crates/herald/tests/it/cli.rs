@@ -1,4 +1,5 @@
-//! The command line: `token`, config files, and start-up errors that name the key.
+//! The command line: `token`, config files, start-up errors that name the key, and the
+//! listening socket `serve` opens.
 
 use std::process::Command;
 
@@ -79,4 +80,50 @@ async fn config_example_lists_valid_keys_and_bad_config_names_the_key() {
             .unwrap()
             .contains("max_in_flight")
     );
+}
+
+/// A burst of publishers connecting at once is queued by the kernel, not dropped: the
+/// API's listen backlog is 1024, not the standard library's 128, past which a SYN is
+/// dropped and sent again only after a second. Herald is stopped (SIGSTOP) so that it
+/// accepts nothing while 600 connections are made; every one must complete its
+/// handshake in the kernel's queue.
+#[tokio::test]
+async fn a_burst_of_connections_waits_in_the_listen_backlog() {
+    // The kernel caps every backlog at net.core.somaxconn (4096 by default since Linux 5.4).
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    let burst = 600.min(somaxconn);
+    let herald = Herald::start().await;
+    let pid = herald.pid().unwrap().to_string();
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let addr = herald.addr;
+    let connects = (0..burst).map(|_| {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(800),
+            tokio::net::TcpStream::connect(addr),
+        )
+    });
+    let results = futures::future::join_all(connects).await;
+    signal("-CONT");
+    let connected: Vec<_> = results.into_iter().filter_map(|r| r.ok()?.ok()).collect();
+    assert_eq!(
+        connected.len(),
+        burst,
+        "connections completed while Herald accepted nothing"
+    );
+    drop(connected);
+    // And Herald goes on answering.
+    let (status, _) = herald
+        .call(reqwest::Method::GET, "/api/v1/health", None)
+        .await;
+    assert!(status.is_success(), "{status}");
 }
