@@ -63,7 +63,14 @@ impl Receiver {
             requests: Arc::new(AtomicU64::new(0)),
             arrived: Arc::new(Notify::new()),
         };
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        // A backlog of 1024, as servers that expect bursts of connections set (nginx 511,
+        // Go's somaxconn), not the standard library's 128: Herald opens up to
+        // `max_in_flight_per_endpoint` connections per endpoint at once, 320 in `fanout`,
+        // and a SYN dropped on overflow is retried only after a second.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let router = axum::Router::new()
             .fallback(receive)
