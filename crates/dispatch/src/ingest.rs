@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use model::{AppId, DeliveryId, EntityRef, Message, MessageId, Trigger};
+use model::{AppId, DeliveryId, EndpointId, EntityRef, Message, MessageId, Trigger};
 use store::{Deliveries, Inserted, NewDelivery, NewMessage};
 
 use crate::fanout::{document_of, fanout};
@@ -69,12 +69,21 @@ impl Dispatcher {
             !rules.can_refuse(false)
                 || rules.passes(document.get_or_insert_with(|| document_of(&message)))
         });
-        let n = targets.len();
-        // Deliveries that fit in memory are created leased to this process and queued
-        // right after the commit; the others stay due in the store for the poller.
-        let queued = n > 0 && shared.try_reserve(n);
-        let leased_until = queued
-            .then(|| now + chrono::Duration::from_std(shared.config.lease).unwrap_or_default());
+        // Deliveries that fit in memory (in all, and their endpoint's share) are created
+        // leased to this process and queued right after the commit; the others stay due
+        // in the store for the poller.
+        let target_ids: Vec<EndpointId> = targets.iter().map(|ep| ep.id.clone()).collect();
+        let fits = shared.reserve(&target_ids);
+        let reserved: Vec<EndpointId> = target_ids
+            .iter()
+            .zip(&fits)
+            .filter(|(_, fits)| **fits)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let lease_end = now + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
+        let leased: std::collections::HashSet<EndpointId> = reserved.iter().cloned().collect();
+        let leased_until =
+            move |endpoint: &EndpointId| leased.contains(endpoint).then_some(lease_end);
         let candidates: Vec<_> = if entity {
             targets
                 .iter()
@@ -105,7 +114,7 @@ impl Dispatcher {
                     .map(|(endpoint_id, _)| NewDelivery {
                         id: DeliveryId::generate(),
                         endpoint_id: endpoint_id.clone(),
-                        leased_until,
+                        leased_until: leased_until(endpoint_id),
                     })
                     .collect();
                 if let Some(fields) = document.as_object_mut() {
@@ -120,7 +129,7 @@ impl Dispatcher {
                     .map(|ep| NewDelivery {
                         id: DeliveryId::generate(),
                         endpoint_id: ep.id.clone(),
-                        leased_until,
+                        leased_until: leased_until(&ep.id),
                     })
                     .collect(),
             )
@@ -141,17 +150,22 @@ impl Dispatcher {
                 let mut message = message;
                 message.previous = previous;
                 let created = deliveries.len();
-                if queued {
+                let left_in_store = deliveries.iter().any(|d| d.leased_until.is_none());
+                if !reserved.is_empty() {
                     let shared_msg = Arc::new(message.clone());
-                    let jobs = deliveries.into_iter().map(|d| Job {
-                        delivery_id: d.id,
-                        endpoint_id: d.endpoint_id,
-                        message: shared_msg.clone(),
-                        attempts: 0,
-                        trigger: Trigger::Scheduled,
-                    });
-                    shared.enqueue(jobs, n);
-                } else if created > 0 {
+                    let jobs = deliveries
+                        .into_iter()
+                        .filter(|d| d.leased_until.is_some())
+                        .map(|d| Job {
+                            delivery_id: d.id,
+                            endpoint_id: d.endpoint_id,
+                            message: shared_msg.clone(),
+                            attempts: 0,
+                            trigger: Trigger::Scheduled,
+                        });
+                    shared.enqueue(jobs, &reserved);
+                }
+                if left_in_store {
                     self.wake();
                 }
                 Ok(Ingested {
@@ -161,9 +175,7 @@ impl Dispatcher {
                 })
             }
             Ok(Inserted::Existing(earlier)) => {
-                if queued {
-                    shared.unreserve(n);
-                }
+                shared.unreserve(&reserved);
                 Ok(Ingested {
                     message: *earlier,
                     created: false,
@@ -171,9 +183,7 @@ impl Dispatcher {
                 })
             }
             Err(err) => {
-                if queued {
-                    shared.unreserve(n);
-                }
+                shared.unreserve(&reserved);
                 Err(err)
             }
         }

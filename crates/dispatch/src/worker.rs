@@ -5,14 +5,17 @@
 //! anything left over by a restart). Each endpoint has its own FIFO queue; endpoints
 //! with work take turns (round robin), each limited to `max_in_flight_per_endpoint`
 //! concurrent attempts, all limited to `max_in_flight`. A slow or dead endpoint thus
-//! holds at most its own slots, never another endpoint's queue.
+//! holds at most its own slots, never another endpoint's queue. Memory is shared the same
+//! way: at most `max_queued` deliveries are held, at most `max_queued_per_endpoint` of
+//! them for one endpoint, so one endpoint's backlog leaves room for the others; what does
+//! not fit waits in the store, where polls let endpoints take turns.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::{Clock, DeliveryId, EndpointId, ErrorKind, Message, MessageId, Trigger};
-use store::{AttemptRecord, DueDelivery, Store};
+use store::{AttemptRecord, DueDelivery, LeaseRequest, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +38,9 @@ pub struct DispatcherConfig {
     pub max_in_flight_per_endpoint: usize,
     /// Deliveries held in memory (queued or in flight); beyond this they wait in the store.
     pub max_queued: usize,
+    /// Deliveries of one endpoint held in memory at most, so that a backlog (a dead
+    /// endpoint's, say) leaves room for other endpoints' deliveries.
+    pub max_queued_per_endpoint: usize,
     /// How long a leased delivery belongs to this process before a poll may take it again.
     pub lease: Duration,
     /// How often the store is polled for due deliveries when nothing wakes the poller.
@@ -106,12 +112,74 @@ struct Queues {
     /// Endpoints that have queued jobs and a free slot, in turn order.
     ready: VecDeque<EndpointId>,
     in_flight: usize,
-    /// Deliveries held in memory, queued or in flight: a poll never takes one twice.
-    held: HashSet<DeliveryId>,
+    /// Deliveries held in memory, queued or in flight, with their endpoint: a poll never
+    /// takes one twice.
+    held: HashMap<DeliveryId, EndpointId>,
+    /// Per endpoint, its deliveries held plus the slots promised to its ingests.
+    taken: HashMap<EndpointId, usize>,
     /// Slots promised to ingests whose transaction has not committed yet.
     reserved: usize,
     /// Set when ingest found no room, so the poller knows the store has leftovers.
     overflowed: bool,
+    /// Endpoints whose own room ran out (at ingest or in a poll), so the store may hold
+    /// due deliveries of theirs: the poller is woken when they have room again.
+    overflowed_endpoints: HashSet<EndpointId>,
+    /// Where the next poll's turns start: after the last endpoint the previous one served.
+    lease_after: Option<EndpointId>,
+}
+
+impl Queues {
+    /// Holds `id` for `endpoint`; false if it is held already.
+    fn hold(&mut self, id: &DeliveryId, endpoint: &EndpointId) -> bool {
+        if self.held.contains_key(id) {
+            return false;
+        }
+        self.held.insert(id.clone(), endpoint.clone());
+        self.take(endpoint);
+        true
+    }
+
+    /// Stops holding `id`; returns its endpoint if it was held.
+    fn unhold(&mut self, id: &DeliveryId) -> Option<EndpointId> {
+        let endpoint = self.held.remove(id)?;
+        self.untake(&endpoint);
+        Some(endpoint)
+    }
+
+    fn take(&mut self, endpoint: &EndpointId) {
+        // No key is cloned (allocated) for an endpoint already counted: the common case.
+        match self.taken.get_mut(endpoint) {
+            Some(n) => *n += 1,
+            None => {
+                self.taken.insert(endpoint.clone(), 1);
+            }
+        }
+    }
+
+    fn untake(&mut self, endpoint: &EndpointId) {
+        if let Some(n) = self.taken.get_mut(endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.taken.remove(endpoint);
+            }
+        }
+    }
+
+    /// Free slots of `endpoint` under a cap of `cap`.
+    fn room(&self, endpoint: &EndpointId, cap: usize) -> usize {
+        cap.saturating_sub(self.taken.get(endpoint).copied().unwrap_or(0))
+    }
+
+    /// After a delivery of `endpoint` stopped being held: whether the poller should look
+    /// for leftovers now (memory half free, or the endpoint's own room half free).
+    fn poll_wanted(&mut self, endpoint: Option<&EndpointId>, config: &DispatcherConfig) -> bool {
+        let global = self.overflowed && self.held.len() < config.max_queued / 2;
+        let own = endpoint.is_some_and(|e| {
+            self.room(e, config.max_queued_per_endpoint) >= config.max_queued_per_endpoint / 2
+                && self.overflowed_endpoints.remove(e)
+        });
+        global || own
+    }
 }
 
 #[derive(Default)]
@@ -252,10 +320,12 @@ impl Shared {
         }
         let wake_poller = {
             let mut q = self.lock();
+            let mut wanted = false;
             for id in &ids {
-                q.held.remove(id);
+                let endpoint = q.unhold(id);
+                wanted |= q.poll_wanted(endpoint.as_ref(), &self.config);
             }
-            q.overflowed && q.held.len() < self.config.max_queued / 2
+            wanted
         };
         if wake_poller {
             self.wake.notify_one();
@@ -297,12 +367,20 @@ impl Shared {
     /// Leases due deliveries that fit in memory. Returns whether the batch was full
     /// (more may be due right away).
     async fn poll_once(self: &Arc<Self>) -> store::Result<bool> {
-        let room = {
+        let cap = self.config.max_queued_per_endpoint;
+        let (room, rooms, after) = {
             let mut q = self.lock();
             q.overflowed = false;
-            self.config
+            let room = self
+                .config
                 .max_queued
-                .saturating_sub(q.held.len() + q.reserved)
+                .saturating_sub(q.held.len() + q.reserved);
+            let rooms: HashMap<EndpointId, usize> = q
+                .taken
+                .iter()
+                .map(|(e, n)| (e.clone(), cap.saturating_sub(*n)))
+                .collect();
+            (room, rooms, q.lease_after.clone())
         };
         let limit = room.min(self.config.poll_batch);
         if limit == 0 {
@@ -310,8 +388,32 @@ impl Shared {
         }
         let now = self.clock.now();
         let lease_end = now + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
-        let due = self.store.lease_due(now, lease_end, limit).await?;
+        let store::Leased { due, resume_after } = self
+            .store
+            .lease_due(LeaseRequest {
+                now,
+                leased_until: lease_end,
+                limit,
+                per_endpoint: cap,
+                room: rooms.clone(),
+                after,
+            })
+            .await?;
         let full = due.len() == limit;
+        {
+            // Endpoints that got all the room they had may have more due in the store.
+            let mut leased: HashMap<&EndpointId, usize> = HashMap::new();
+            for d in &due {
+                *leased.entry(&d.delivery.endpoint_id).or_default() += 1;
+            }
+            let mut q = self.lock();
+            for (endpoint, n) in leased {
+                if n >= rooms.get(endpoint).copied().unwrap_or(cap) {
+                    q.overflowed_endpoints.insert(endpoint.clone());
+                }
+            }
+            q.lease_after = resume_after;
+        }
         let mut messages: HashMap<String, Arc<Message>> = HashMap::new();
         let jobs = due.into_iter().map(|DueDelivery { delivery, message }| {
             let message = messages
@@ -326,35 +428,60 @@ impl Shared {
                 trigger: delivery.trigger,
             }
         });
-        self.enqueue(jobs, 0);
+        self.enqueue(jobs, &[]);
         Ok(full)
     }
 
-    /// Reserves `n` in-memory slots for an ingest; `false` when there is no room, and
-    /// the ingest then leaves its deliveries due in the store for the poller.
-    pub(crate) fn try_reserve(&self, n: usize) -> bool {
+    /// Reserves an in-memory slot, for an ingest, for each of `endpoints` that has room
+    /// (in all, and of its own); returns which did. The deliveries of the others stay due
+    /// in the store for the poller.
+    pub(crate) fn reserve(&self, endpoints: &[EndpointId]) -> Vec<bool> {
         let mut q = self.lock();
-        if self.stopping.is_cancelled() || q.held.len() + q.reserved + n > self.config.max_queued {
-            q.overflowed = true;
-            return false;
-        }
-        q.reserved += n;
-        true
+        let stopping = self.stopping.is_cancelled();
+        let cap = self.config.max_queued_per_endpoint;
+        endpoints
+            .iter()
+            .map(|endpoint| {
+                if stopping || q.held.len() + q.reserved >= self.config.max_queued {
+                    q.overflowed = true;
+                    return false;
+                }
+                if q.room(endpoint, cap) == 0 {
+                    q.overflowed_endpoints.insert(endpoint.clone());
+                    return false;
+                }
+                q.reserved += 1;
+                q.take(endpoint);
+                true
+            })
+            .collect()
     }
 
-    pub(crate) fn unreserve(&self, n: usize) {
-        self.lock().reserved -= n;
+    /// Gives back the slots `reserve` promised to `endpoints`.
+    pub(crate) fn unreserve(&self, endpoints: &[EndpointId]) {
+        let mut q = self.lock();
+        for endpoint in endpoints {
+            q.reserved -= 1;
+            q.untake(endpoint);
+        }
     }
 
     /// Queues jobs (skipping deliveries already held) and starts what capacity allows.
-    /// `reserved` slots promised to these jobs by `try_reserve` are taken back.
-    pub(crate) fn enqueue(self: &Arc<Self>, jobs: impl IntoIterator<Item = Job>, reserved: usize) {
+    /// The slots `reserve` promised to `reserved` are taken back (the jobs now hold them).
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        jobs: impl IntoIterator<Item = Job>,
+        reserved: &[EndpointId],
+    ) {
         let per_endpoint = self.config.max_in_flight_per_endpoint;
         {
             let mut q = self.lock();
-            q.reserved -= reserved;
+            for endpoint in reserved {
+                q.reserved -= 1;
+                q.untake(endpoint);
+            }
             for job in jobs {
-                if !q.held.insert(job.delivery_id.clone()) {
+                if !q.hold(&job.delivery_id, &job.endpoint_id) {
                     continue;
                 }
                 let endpoint = job.endpoint_id.clone();
@@ -515,8 +642,8 @@ impl Shared {
     fn forget(&self, job: &Job) {
         let wake_poller = {
             let mut q = self.lock();
-            q.held.remove(&job.delivery_id);
-            q.overflowed && q.held.len() < self.config.max_queued / 2
+            let endpoint = q.unhold(&job.delivery_id);
+            q.poll_wanted(endpoint.as_ref(), &self.config)
         };
         if wake_poller {
             self.wake.notify_one();

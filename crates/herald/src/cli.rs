@@ -77,6 +77,11 @@ pub(crate) struct ServeArgs {
     /// Deliveries held in memory; the rest wait in the store [default: 20000].
     #[arg(long, env = "HERALD_MAX_QUEUED")]
     pub(crate) max_queued: Option<String>,
+    /// Deliveries of one endpoint held in memory at most, so that one endpoint's backlog
+    /// leaves room for the others [default: a tenth of max_queued, at least twice
+    /// max_in_flight_per_endpoint].
+    #[arg(long, env = "HERALD_MAX_QUEUED_PER_ENDPOINT")]
+    pub(crate) max_queued_per_endpoint: Option<String>,
     /// How often the store is polled for due retries [default: 250ms].
     #[arg(long, env = "HERALD_POLL_INTERVAL")]
     pub(crate) poll_interval: Option<String>,

@@ -26,6 +26,7 @@ pub(crate) struct Settings {
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_per_endpoint: usize,
     pub(crate) max_queued: usize,
+    pub(crate) max_queued_per_endpoint: usize,
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) entity_retention: Duration,
@@ -52,6 +53,7 @@ const KEYS: &[&str] = &[
     "max_in_flight",
     "max_in_flight_per_endpoint",
     "max_queued",
+    "max_queued_per_endpoint",
     "poll_interval",
     "drain_timeout",
     "entity_retention",
@@ -119,6 +121,39 @@ impl Settings {
         if attempt_timeout.is_zero() {
             bail!("attempt_timeout: must be more than zero");
         }
+        let max_in_flight_per_endpoint = positive(
+            "max_in_flight_per_endpoint",
+            raw(
+                "max_in_flight_per_endpoint",
+                &args.max_in_flight_per_endpoint,
+            ),
+            32,
+        )?;
+        let max_queued = positive("max_queued", raw("max_queued", &args.max_queued), 20_000)?;
+        let max_queued_per_endpoint = match raw(
+            "max_queued_per_endpoint",
+            &args.max_queued_per_endpoint,
+        ) {
+            None => (max_queued / 10)
+                .max(2 * max_in_flight_per_endpoint)
+                .min(max_queued),
+            given => {
+                let value = positive("max_queued_per_endpoint", given, 0)?;
+                if value > max_queued {
+                    bail!(
+                        "max_queued_per_endpoint: {value} is more than max_queued ({max_queued})"
+                    );
+                }
+                if value < max_in_flight_per_endpoint {
+                    bail!(
+                        "max_queued_per_endpoint: {value} is less than \
+                         max_in_flight_per_endpoint ({max_in_flight_per_endpoint}), so an \
+                         endpoint could not use all its concurrent attempts"
+                    );
+                }
+                value
+            }
+        };
         Ok(Self {
             bind,
             data_dir,
@@ -148,15 +183,9 @@ impl Settings {
                 raw("max_in_flight", &args.max_in_flight),
                 512,
             )?,
-            max_in_flight_per_endpoint: positive(
-                "max_in_flight_per_endpoint",
-                raw(
-                    "max_in_flight_per_endpoint",
-                    &args.max_in_flight_per_endpoint,
-                ),
-                32,
-            )?,
-            max_queued: positive("max_queued", raw("max_queued", &args.max_queued), 20_000)?,
+            max_in_flight_per_endpoint,
+            max_queued,
+            max_queued_per_endpoint,
             poll_interval: duration(
                 "poll_interval",
                 raw("poll_interval", &args.poll_interval),

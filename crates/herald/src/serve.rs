@@ -112,6 +112,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             max_in_flight: settings.max_in_flight,
             max_in_flight_per_endpoint: settings.max_in_flight_per_endpoint,
             max_queued: settings.max_queued,
+            max_queued_per_endpoint: settings.max_queued_per_endpoint,
             lease: settings.attempt_timeout * 2 + Duration::from_secs(60),
             poll_interval: settings.poll_interval,
             poll_batch: 1000,

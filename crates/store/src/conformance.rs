@@ -13,7 +13,7 @@ use model::{
 
 use crate::{
     AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DeliveryUpdate, Inserted,
-    MessageFilter, NewDelivery, NewMessage, Order, Page, Store, StoreError,
+    LeaseRequest, MessageFilter, NewDelivery, NewMessage, Order, Page, Store, StoreError,
 };
 
 /// Runs every check against `store`, which must be empty. Panics on the first failure.
@@ -22,6 +22,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     event_types(&*store).await;
     endpoints(&*store).await;
     messages_and_deliveries(&*store).await;
+    endpoints_take_turns_at_lease(&*store).await;
     entity_snapshots(&*store).await;
     tokens(&*store).await;
     failing_endpoints(&*store).await;
@@ -442,13 +443,32 @@ async fn messages_and_deliveries(store: &dyn Store) {
     );
 
     // Only the unleased delivery is due; leasing it hides it until the lease ends.
-    let due = store.lease_due(t(10), t(40), 10).await.unwrap();
+    let due = store
+        .lease_due(LeaseRequest::new(t(10), t(40), 10))
+        .await
+        .unwrap()
+        .due;
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].delivery.endpoint_id, e2.id);
     assert_eq!(due[0].message, m);
-    assert!(store.lease_due(t(39), t(99), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .lease_due(LeaseRequest::new(t(39), t(99), 10))
+            .await
+            .unwrap()
+            .due
+            .is_empty()
+    );
     // A lease that ran out makes the delivery due again.
-    assert_eq!(store.lease_due(t(40), t(100), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .lease_due(LeaseRequest::new(t(40), t(100), 10))
+            .await
+            .unwrap()
+            .due
+            .len(),
+        1
+    );
 
     // A failed attempt with a retry, then a success.
     store
@@ -462,8 +482,19 @@ async fn messages_and_deliveries(store: &dyn Store) {
         }])
         .await
         .unwrap();
-    assert!(store.lease_due(t(45), t(200), 10).await.unwrap().is_empty());
-    let retry = store.lease_due(t(46), t(200), 10).await.unwrap();
+    assert!(
+        store
+            .lease_due(LeaseRequest::new(t(45), t(200), 10))
+            .await
+            .unwrap()
+            .due
+            .is_empty()
+    );
+    let retry = store
+        .lease_due(LeaseRequest::new(t(46), t(200), 10))
+        .await
+        .unwrap()
+        .due;
     assert_eq!(retry.len(), 1);
     assert_eq!(retry[0].delivery.attempts, 1);
     store
@@ -515,7 +546,11 @@ async fn messages_and_deliveries(store: &dyn Store) {
 
     // The leased delivery comes back at start-up of a single node.
     assert_eq!(store.release_all_leases(t(48)).await.unwrap(), 1);
-    let back = store.lease_due(t(48), t(300), 10).await.unwrap();
+    let back = store
+        .lease_due(LeaseRequest::new(t(48), t(300), 10))
+        .await
+        .unwrap()
+        .due;
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].delivery.endpoint_id, e1.id);
     store
@@ -528,7 +563,11 @@ async fn messages_and_deliveries(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let back = store.lease_due(t(49), t(300), 10).await.unwrap();
+    let back = store
+        .lease_due(LeaseRequest::new(t(49), t(300), 10))
+        .await
+        .unwrap()
+        .due;
     assert_eq!(back.len(), 1);
     store
         .record_attempts(vec![AttemptRecord {
@@ -574,7 +613,11 @@ async fn messages_and_deliveries(store: &dyn Store) {
             .unwrap(),
         1
     );
-    let recovered = store.lease_due(t(60), t(400), 10).await.unwrap();
+    let recovered = store
+        .lease_due(LeaseRequest::new(t(60), t(400), 10))
+        .await
+        .unwrap()
+        .due;
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].delivery.trigger, Trigger::Manual);
     assert_eq!(recovered[0].delivery.attempts, 0);
@@ -629,12 +672,107 @@ async fn messages_and_deliveries(store: &dyn Store) {
     );
     assert!(
         store
-            .lease_due(t(10_000), t(10_001), 10)
+            .lease_due(LeaseRequest::new(t(10_000), t(10_001), 10))
             .await
             .unwrap()
+            .due
             .is_empty()
     );
     let _ = Duration::zero();
+}
+
+/// A poll's lease lets endpoints take turns: each gives at most its room, oldest due
+/// first; an endpoint without room is passed over; the turns start after `after` and
+/// wrap around, so the endpoints a full poll did not reach come first in the next.
+async fn endpoints_take_turns_at_lease(store: &dyn Store) {
+    let a = store.create_app(app(Some("turns"))).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let e = store
+            .create_endpoint(endpoint(&a.id, "https://example.com/hook"))
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    // Four messages, each to every endpoint: four due deliveries per endpoint.
+    let mut msgs = Vec::new();
+    for i in 1..=4 {
+        let m = message(&a.id, None, t(i));
+        msgs.push(m.id.clone());
+        store
+            .insert_message(NewMessage {
+                message: m,
+                deliveries: Deliveries::Known(
+                    ids.iter()
+                        .map(|e| NewDelivery {
+                            id: DeliveryId::generate(),
+                            endpoint_id: e.clone(),
+                            leased_until: None,
+                        })
+                        .collect(),
+                ),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+    }
+    let lease =
+        |limit: usize, per_endpoint: usize, room: &[(usize, usize)], after: Option<usize>| {
+            LeaseRequest {
+                now: t(100),
+                leased_until: t(200),
+                limit,
+                per_endpoint,
+                room: room.iter().map(|&(i, n)| (ids[i].clone(), n)).collect(),
+                after: after.map(|i| ids[i].clone()),
+            }
+        };
+    let leased = |due: Vec<crate::DueDelivery>| {
+        due.iter()
+            .map(|d| {
+                let e = ids
+                    .iter()
+                    .position(|e| *e == d.delivery.endpoint_id)
+                    .unwrap();
+                let m = msgs.iter().position(|m| *m == d.delivery.msg_id).unwrap();
+                assert_eq!(d.message.id, d.delivery.msg_id);
+                (e, m)
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Two per endpoint; the third has no room.
+    let due = store
+        .lease_due(lease(10, 2, &[(2, 0)], None))
+        .await
+        .unwrap()
+        .due;
+    assert_eq!(leased(due), [(0, 0), (0, 1), (1, 0), (1, 1)]);
+    // After the first endpoint: the second, the third (room for one), then the first;
+    // the limit of 4 ends the turn there.
+    let got = store
+        .lease_due(lease(4, 2, &[(2, 1)], Some(0)))
+        .await
+        .unwrap();
+    assert_eq!(got.resume_after.as_ref(), Some(&ids[0]));
+    assert_eq!(leased(got.due), [(1, 2), (1, 3), (2, 0), (0, 2)]);
+    // Whatever is left, after the first endpoint: the second has nothing left.
+    let due = store
+        .lease_due(lease(10, 10, &[], Some(0)))
+        .await
+        .unwrap()
+        .due;
+    assert_eq!(leased(due), [(2, 1), (2, 2), (2, 3), (0, 3)]);
+    assert!(
+        store
+            .lease_due(lease(10, 10, &[], None))
+            .await
+            .unwrap()
+            .due
+            .is_empty()
+    );
+    store.delete_app(&a.id).await.unwrap();
 }
 
 /// Entity snapshots: each message about an entity sees the payload of the one stored

@@ -24,8 +24,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use self::rows::{json, ms};
 use self::writer::{Writer, backend, backend_msg};
 use crate::{
-    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DueDelivery, Inserted, MessageFilter,
-    NewMessage, Order, Page, Result, StatusCounts, Store, StoreError,
+    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DueDelivery, Inserted, LeaseRequest,
+    Leased, MessageFilter, NewMessage, Order, Page, Result, StatusCounts, Store, StoreError,
 };
 
 /// Settings of the embedded store.
@@ -89,12 +89,15 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
 }
 
 /// The version of `embedded/schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
 /// during a migration leaves the database as it was.
-const MIGRATIONS: &[(i64, &str)] = &[(2, include_str!("embedded/migrate_2_to_3.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (2, include_str!("embedded/migrate_2_to_3.sql")),
+    (3, include_str!("embedded/migrate_3_to_4.sql")),
+];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
 /// one it cannot migrate (a newer Herald's, or one older than the migrations reach), with
@@ -938,31 +941,11 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn lease_due(
-        &self,
-        now: DateTime<Utc>,
-        leased_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<DueDelivery>> {
+    async fn lease_due(&self, request: LeaseRequest) -> Result<Leased> {
         self.writer
             .write(move |conn| {
-                let sql = format!(
-                    "SELECT {}, {} FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.status = 1 AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at LIMIT ?2",
-                    rows::DELIVERY_COLUMNS,
-                    rows::MESSAGE_COLUMNS
-                );
-                let due = query_all(
-                    conn,
-                    &sql,
-                    vec![ms(now).into(), (limit as i64).into()],
-                    |row| {
-                        Ok(DueDelivery {
-                            delivery: rows::delivery(row)?,
-                            message: rows::message_at(row, rows::DELIVERY_WIDTH)?,
-                        })
-                    },
-                )
-                .map_err(backend)?;
+                let (due, resume_after) = due_by_turns(conn, &request).map_err(backend)?;
+                let leased_until = request.leased_until;
                 let mut lease = conn
                     .prepare_cached(
                         "UPDATE deliveries SET leased = 1, next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2",
@@ -977,7 +960,7 @@ impl Store for EmbeddedStore {
                         ])
                         .map_err(backend)?;
                 }
-                Ok(due)
+                Ok(Leased { due, resume_after })
             })
             .await
     }
@@ -1009,7 +992,7 @@ impl Store for EmbeddedStore {
             .write(move |conn| {
                 let n = conn
                     .execute(
-                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?1 WHERE leased = 1",
+                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?1 WHERE status = 1 AND leased = 1",
                         [ms(now)],
                     )
                     .map_err(backend)?;
@@ -1468,6 +1451,97 @@ fn message_conditions(select: &mut Select, filter: &MessageFilter) {
         );
     }
     select.created("m.created_at", filter.before, filter.after);
+}
+
+/// Endpoints with deliveries waiting that one poll visits at most: each visit is two index
+/// seeks, so a poll stays within a few milliseconds of the writer's time even when
+/// thousands of endpoints have retries scheduled; the next poll goes on from where this
+/// one stopped (a due delivery may then wait a few poll intervals longer).
+const TURNS_PER_POLL: usize = 1024;
+
+/// The due deliveries a poll may lease. First those whose lease ran out (their process
+/// stopped or gave them up: rare), oldest first, on `deliveries_leased`. Then endpoint by
+/// endpoint: the endpoints with deliveries waiting are visited in id order after
+/// `request.after` and then from the start (one seek each, on `deliveries_waiting`), each
+/// giving up to its room, oldest due first, until `request.limit`, or until
+/// `TURNS_PER_POLL` endpoints were visited. Returns them, and the last endpoint visited.
+fn due_by_turns(
+    conn: &Connection,
+    request: &LeaseRequest,
+) -> rusqlite::Result<(Vec<DueDelivery>, Option<EndpointId>)> {
+    let columns = format!("{}, {}", rows::DELIVERY_COLUMNS, rows::MESSAGE_COLUMNS);
+    let due_row = |row: &rusqlite::Row<'_>| {
+        Ok(DueDelivery {
+            delivery: rows::delivery(row)?,
+            message: rows::message_at(row, rows::DELIVERY_WIDTH)?,
+        })
+    };
+    let mut due = Vec::new();
+    let mut taken: HashMap<EndpointId, usize> = HashMap::new();
+    let room_of = |endpoint: &EndpointId, taken: &HashMap<EndpointId, usize>| {
+        request
+            .room
+            .get(endpoint)
+            .copied()
+            .unwrap_or(request.per_endpoint)
+            .saturating_sub(taken.get(endpoint).copied().unwrap_or(0))
+    };
+    let mut expired = conn.prepare_cached(&format!(
+        "SELECT {columns} FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.status = 1 AND d.leased = 1 AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at LIMIT ?2",
+    ))?;
+    for row in expired.query_map(params![ms(request.now), request.limit as i64], due_row)? {
+        let row = row?;
+        let endpoint = &row.delivery.endpoint_id;
+        if room_of(endpoint, &taken) > 0 {
+            *taken.entry(endpoint.clone()).or_default() += 1;
+            due.push(row);
+        }
+    }
+
+    let mut next_endpoint = conn.prepare_cached(
+        "SELECT endpoint_id FROM deliveries WHERE status = 1 AND leased = 0 AND endpoint_id > ?1 ORDER BY endpoint_id LIMIT 1",
+    )?;
+    let mut due_of = conn.prepare_cached(&format!(
+        "SELECT {columns} FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.status = 1 AND d.leased = 0 AND d.endpoint_id = ?1 AND d.next_attempt_at <= ?2 ORDER BY d.next_attempt_at LIMIT ?3",
+    ))?;
+    let start = request
+        .after
+        .as_ref()
+        .map_or(String::new(), |e| e.as_str().to_owned());
+    // The turn goes round once: from `start` to the last endpoint, then from the first up
+    // to `start` itself.
+    let mut cursor = start.clone();
+    let mut wrapped = start.is_empty();
+    let mut visited = 0;
+    while due.len() < request.limit && visited < TURNS_PER_POLL {
+        let endpoint: Option<String> = next_endpoint
+            .query_row([&cursor], |r| r.get(0))
+            .optional()?;
+        let endpoint = match endpoint {
+            Some(e) if wrapped && !start.is_empty() && e > start => break,
+            Some(e) => EndpointId::from_string(e),
+            None if wrapped => break,
+            None => {
+                wrapped = true;
+                cursor.clear();
+                continue;
+            }
+        };
+        let room = room_of(&endpoint, &taken).min(request.limit - due.len());
+        if room > 0 {
+            let rows = due_of.query_map(
+                params![endpoint.as_str(), ms(request.now), room as i64],
+                due_row,
+            )?;
+            for row in rows {
+                due.push(row?);
+            }
+        }
+        cursor = endpoint.into_string();
+        visited += 1;
+    }
+    let last = (visited > 0).then(|| EndpointId::from_string(cursor));
+    Ok((due, last.or_else(|| request.after.clone())))
 }
 
 #[cfg(test)]

@@ -104,6 +104,50 @@ pub enum Inserted {
     Existing(Box<Message>),
 }
 
+/// What a poll asks of `lease_due`: how many due deliveries it can hold, in all and per
+/// endpoint, and where the endpoints' turns start.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub now: DateTime<Utc>,
+    /// The lease's end: until then no other poll takes the delivery.
+    pub leased_until: DateTime<Utc>,
+    /// Deliveries leased at most, in all.
+    pub limit: usize,
+    /// Deliveries leased at most from one endpoint, unless `room` names it.
+    pub per_endpoint: usize,
+    /// Endpoints with room for fewer than `per_endpoint` (0: none this time).
+    pub room: std::collections::HashMap<EndpointId, usize>,
+    /// Endpoints take turns in id order, starting after this one and wrapping around, so
+    /// when `limit` is reached the next poll serves the ones this one did not reach.
+    pub after: Option<EndpointId>,
+}
+
+impl LeaseRequest {
+    /// Up to `limit` due deliveries, however they are spread over endpoints.
+    pub fn new(now: DateTime<Utc>, leased_until: DateTime<Utc>, limit: usize) -> Self {
+        Self {
+            now,
+            leased_until,
+            limit,
+            per_endpoint: limit,
+            room: std::collections::HashMap::new(),
+            after: None,
+        }
+    }
+}
+
+/// What `lease_due` leased, and where the next poll's turns start.
+#[derive(Debug, Clone, Default)]
+pub struct Leased {
+    /// Grouped by endpoint, in turn order; each endpoint's oldest due first.
+    pub due: Vec<DueDelivery>,
+    /// The last endpoint this poll visited: the next poll starts after it (its
+    /// `LeaseRequest::after`). A store may end a poll's round early (the embedded one after
+    /// `TURNS_PER_POLL` endpoints), so that a poll costs the same however many endpoints
+    /// have deliveries waiting; the next poll goes on from here.
+    pub resume_after: Option<EndpointId>,
+}
+
 /// A delivery that is due, with its message, as leased by `lease_due`.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
@@ -218,13 +262,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>>;
 
     // Delivery pipeline.
-    /// Leases up to `limit` pending deliveries due at `now` until `leased_until`, oldest due first.
-    async fn lease_due(
-        &self,
-        now: DateTime<Utc>,
-        leased_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<DueDelivery>>;
+    /// Leases pending deliveries due at `request.now` until `request.leased_until`, within
+    /// the request's limits: endpoints take turns in id order (after `request.after`),
+    /// each giving its oldest due first.
+    async fn lease_due(&self, request: LeaseRequest) -> Result<Leased>;
     /// Gives leased deliveries back, due at `now` (on shutdown, for those never attempted).
     /// A delivery is named by its message and endpoint.
     async fn release(

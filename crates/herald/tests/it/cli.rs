@@ -60,7 +60,20 @@ async fn config_example_lists_valid_keys_and_bad_config_names_the_key() {
     std::fs::write(&bad_key, "max_inflight = 3\n").unwrap();
     let bad_value = tmp.path().join("bad-value.toml");
     std::fs::write(&bad_value, "retry_schedule = \"5s,soon\"\n").unwrap();
-    for (file, key) in [(&bad_key, "max_inflight"), (&bad_value, "retry_schedule")] {
+    let bad_share = tmp.path().join("bad-share.toml");
+    std::fs::write(
+        &bad_share,
+        "max_queued = 100\nmax_queued_per_endpoint = 500\n",
+    )
+    .unwrap();
+    for (file, key) in [
+        (&bad_key, "max_inflight"),
+        (&bad_value, "retry_schedule"),
+        (
+            &bad_share,
+            "max_queued_per_endpoint: 500 is more than max_queued (100)",
+        ),
+    ] {
         let out = herald()
             .args(["serve", "--config"])
             .arg(file)

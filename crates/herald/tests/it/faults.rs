@@ -393,6 +393,77 @@ async fn a_dead_endpoint_with_10000_pending_deliveries_does_not_delay_a_healthy_
     assert!(*worst < Duration::from_secs(5), "{latencies:?}");
 }
 
+/// One endpoint's backlog larger than all of memory (`max_queued`) leaves room for the
+/// others: the dead endpoint holds at most `max_queued_per_endpoint` deliveries in memory,
+/// the rest wait in the store, and polls let endpoints take turns. So a healthy
+/// endpoint's new deliveries are attempted at once, and its retries, which come back
+/// through the store, are leased ahead of the dead endpoint's older backlog.
+#[tokio::test]
+async fn a_dead_endpoints_backlog_beyond_memory_does_not_starve_a_healthy_one() {
+    const BACKLOG: usize = 1_000;
+    let herald = Herald::start_with(&[
+        "--retry-schedule",
+        "1s,1s,1s",
+        "--max-queued",
+        "200",
+        "--max-queued-per-endpoint",
+        "64",
+    ])
+    .await;
+    let dead = RawReceiver::start(Fault::Silent).await;
+    let healthy = Receiver::start().await;
+    let app = herald.app("acme").await;
+    herald
+        .endpoint(
+            &app,
+            json!({"url": dead.url("/dead"), "filterTypes": ["load.dead"]}),
+        )
+        .await;
+    herald
+        .endpoint(
+            &app,
+            json!({"url": healthy.url("/ok"), "filterTypes": ["load.ok"]}),
+        )
+        .await;
+    futures::stream::iter(0..BACKLOG)
+        .map(|i| herald.publish(&app, json!({"eventType": "load.dead", "payload": {"i": i}})))
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    dead.wait_for(1).await;
+
+    // Every first attempt at the healthy endpoint fails: each delivery is retried a
+    // second later from the store, where 900-odd older deliveries of the dead endpoint
+    // are due too.
+    healthy.script(&[500; 5]);
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let at = Instant::now();
+        let msg = herald
+            .publish(&app, json!({"eventType": "load.ok", "payload": {"i": i}}))
+            .await;
+        sent.push((msg["id"].as_str().unwrap().to_owned(), at));
+    }
+    let got = healthy.wait_for("/ok", 2 * sent.len(), WAIT).await;
+    let latencies: Vec<Duration> = sent
+        .iter()
+        .map(|(id, at)| {
+            let tries: Vec<_> = got
+                .iter()
+                .filter(|r| r.header("webhook-id") == id)
+                .collect();
+            assert_eq!(tries.len(), 2, "{id}: a failed attempt, then a retry");
+            tries[1].at - *at
+        })
+        .collect();
+    println!(
+        "isolation beyond memory: {BACKLOG} pending for the dead endpoint, max_queued 200; \
+         publish → delivered retry at the healthy endpoint: {latencies:?}"
+    );
+    let worst = latencies.iter().max().unwrap();
+    assert!(*worst < Duration::from_secs(5), "{latencies:?}");
+}
+
 /// Publishes one message to an endpoint whose receiver answers with `faults` first, then
 /// 200, and returns the message's first `n` attempts, oldest first.
 async fn attempts_after(

@@ -122,7 +122,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (msg_id, endpoint_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 1;
+-- Pending deliveries, in two parts. Leased to a process (created at ingest and attempted
+-- at once: the hot path) by lease end, for leases that run out; waiting for a poll
+-- (retries, overflow, released) by endpoint, then due time, so that endpoints take turns
+-- at each poll, each with its oldest due first.
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (next_attempt_at) WHERE status = 1 AND leased = 1;
+CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (endpoint_id, next_attempt_at) WHERE status = 1 AND leased = 0;
 CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint_id, msg_id);
 -- Attempts are found by message (the key) or by endpoint; a rowid table would need one
 -- more B-tree on every attempt.

@@ -131,7 +131,11 @@ async fn recover_covers_every_chunk() {
             .await
             .unwrap();
     }
-    let due = store.lease_due(t(30), t(40), 100).await.unwrap();
+    let due = store
+        .lease_due(LeaseRequest::new(t(30), t(40), 100))
+        .await
+        .unwrap()
+        .due;
     assert_eq!(due.len(), 23);
     let records = due
         .iter()
@@ -161,7 +165,11 @@ async fn recover_covers_every_chunk() {
         .await
         .unwrap();
     assert_eq!(recovered, 15);
-    let due = store.lease_due(t(50), t(60), 100).await.unwrap();
+    let due = store
+        .lease_due(LeaseRequest::new(t(50), t(60), 100))
+        .await
+        .unwrap()
+        .due;
     let mut at: Vec<i64> = due
         .iter()
         .map(|d| d.message.created_at.timestamp() - t(0).timestamp())
@@ -313,7 +321,11 @@ async fn a_schema_2_database_is_migrated_at_open() {
             .await
             .unwrap();
     }
-    let due = store.lease_due(t(10), t(15), 2).await.unwrap();
+    let due = store
+        .lease_due(LeaseRequest::new(t(10), t(15), 2))
+        .await
+        .unwrap()
+        .due;
     assert_eq!(due.len(), 2);
     let outcomes = [(Status::Success, None), (Status::Fail, Some(t(20)))];
     let records = due
@@ -355,7 +367,8 @@ async fn a_schema_2_database_is_migrated_at_open() {
         "BEGIN;
          ALTER TABLE deliveries RENAME TO deliveries_now;
          ALTER TABLE attempts RENAME TO attempts_now;
-         DROP INDEX deliveries_due; DROP INDEX deliveries_endpoint; DROP INDEX attempts_endpoint;
+         DROP INDEX deliveries_leased; DROP INDEX deliveries_waiting;
+         DROP INDEX deliveries_endpoint; DROP INDEX attempts_endpoint;
          {SCHEMA_2_DELIVERIES_AND_ATTEMPTS}
          INSERT INTO deliveries SELECT * FROM deliveries_now;
          INSERT INTO attempts SELECT * FROM attempts_now;
@@ -371,7 +384,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, SCHEMA_VERSION);
     let indexes: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' AND tbl_name IN ('deliveries', 'attempts') ORDER BY name")
         .unwrap()
@@ -381,8 +394,33 @@ async fn a_schema_2_database_is_migrated_at_open() {
         .unwrap();
     assert_eq!(
         indexes,
-        ["attempts_endpoint", "deliveries_due", "deliveries_endpoint"]
+        [
+            "attempts_endpoint",
+            "deliveries_endpoint",
+            "deliveries_leased",
+            "deliveries_waiting"
+        ]
     );
+    // Schema 4's indexes of pending deliveries: leased by lease end, waiting by endpoint.
+    for (index, definition) in [
+        (
+            "deliveries_leased",
+            "(next_attempt_at) WHERE status = 1 AND leased = 1",
+        ),
+        (
+            "deliveries_waiting",
+            "(endpoint_id, next_attempt_at) WHERE status = 1 AND leased = 0",
+        ),
+    ] {
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                [index],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains(definition), "{sql}");
+    }
     for (table, key) in [
         ("deliveries", "PRIMARY KEY (msg_id, endpoint_id)"),
         ("attempts", "PRIMARY KEY (msg_id, id)"),
@@ -430,7 +468,11 @@ async fn a_schema_2_database_is_migrated_at_open() {
     );
     // And the pipeline goes on: the failed one and the never attempted one come due,
     // and recording them finds their rows.
-    let due = store.lease_due(t(30), t(35), 10).await.unwrap();
+    let due = store
+        .lease_due(LeaseRequest::new(t(30), t(35), 10))
+        .await
+        .unwrap()
+        .due;
     let mut due_messages: Vec<_> = due.iter().map(|d| d.message.id.clone()).collect();
     due_messages.sort();
     assert_eq!(due_messages, messages[1..].to_vec());
@@ -448,9 +490,10 @@ async fn a_schema_2_database_is_migrated_at_open() {
     store.record_attempts(records).await.unwrap();
     assert!(
         store
-            .lease_due(t(100), t(105), 10)
+            .lease_due(LeaseRequest::new(t(100), t(105), 10))
             .await
             .unwrap()
+            .due
             .is_empty()
     );
     for m in &messages {
@@ -539,4 +582,58 @@ async fn a_failing_write_rolls_back_alone_in_its_group() {
         .map(|k| (k, if k == 0 { "slow" } else { "run" }.to_owned()))
         .collect();
     assert_eq!(rows, expected);
+}
+
+/// A poll visits at most `TURNS_PER_POLL` endpoints with deliveries waiting, however
+/// many there are, and says where it stopped; the next poll goes on from there.
+#[tokio::test]
+async fn a_poll_visits_a_bounded_number_of_endpoints_and_the_next_goes_on() {
+    use crate::conformance::{app, endpoint, message, t};
+    use crate::{LeaseRequest, NewDelivery};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        path: dir.path().join("herald.db"),
+        sync_full: false,
+        max_bytes: None,
+    })
+    .unwrap();
+    let a = store.create_app(app(None)).await.unwrap();
+    let n = TURNS_PER_POLL + 6;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let e = store
+            .create_endpoint(endpoint(&a.id, "https://example.com/hook"))
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    store
+        .insert_message(NewMessage {
+            message: message(&a.id, None, t(1)),
+            deliveries: Deliveries::Known(
+                ids.iter()
+                    .map(|e| NewDelivery {
+                        id: model::DeliveryId::generate(),
+                        endpoint_id: e.clone(),
+                        leased_until: None,
+                    })
+                    .collect(),
+            ),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let request = |after: Option<EndpointId>| LeaseRequest {
+        after,
+        per_endpoint: 1,
+        ..LeaseRequest::new(t(10), t(100), 10 * n)
+    };
+    let first = store.lease_due(request(None)).await.unwrap();
+    assert_eq!(first.due.len(), TURNS_PER_POLL);
+    assert_eq!(first.resume_after.as_ref(), Some(&ids[TURNS_PER_POLL - 1]));
+    let second = store.lease_due(request(first.resume_after)).await.unwrap();
+    let rest: Vec<_> = second.due.iter().map(|d| &d.delivery.endpoint_id).collect();
+    assert_eq!(rest, ids[TURNS_PER_POLL..].iter().collect::<Vec<_>>());
 }
