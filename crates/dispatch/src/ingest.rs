@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use model::{AppId, DeliveryId, EndpointId, EntityRef, Message, MessageId, Trigger};
+use model::{AppId, DeliveryId, EntityRef, Message, MessageId, Trigger};
 use store::{Deliveries, Inserted, NewDelivery, NewMessage};
 
 use crate::fanout::{document_of, fanout};
@@ -72,29 +72,29 @@ impl Dispatcher {
         // Deliveries that fit in memory (in all, and their endpoint's share) are created
         // leased to this process and queued right after the commit; the others stay due
         // in the store for the poller.
-        let target_ids: Vec<EndpointId> = targets.iter().map(|ep| ep.id.clone()).collect();
-        let fits = shared.reserve(&target_ids);
-        let reserved: Vec<EndpointId> = target_ids
-            .iter()
-            .zip(&fits)
-            .filter(|(_, fits)| **fits)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let fits = shared.reserve(targets.iter().map(|ep| &ep.id));
+        let reserved = || {
+            targets
+                .iter()
+                .zip(&fits)
+                .filter(|(_, fits)| **fits)
+                .map(|(ep, _)| &ep.id)
+        };
         let lease_end = now + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
-        let leased: std::collections::HashSet<EndpointId> = reserved.iter().cloned().collect();
-        let leased_until =
-            move |endpoint: &EndpointId| leased.contains(endpoint).then_some(lease_end);
         let candidates: Vec<_> = if entity {
             targets
                 .iter()
-                .map(|ep| (ep.id.clone(), shared.rules.get(ep)))
+                .zip(&fits)
+                .map(|(ep, fits)| (ep.id.clone(), shared.rules.get(ep), *fits))
                 .collect()
         } else {
             Vec::new()
         };
         // When no rule could refuse it whatever the snapshot, the write only records the
         // snapshot: the deliveries are known now, and no JSON is handled in the write.
-        let deferred = candidates.iter().any(|(_, rules)| rules.can_refuse(true));
+        let deferred = candidates
+            .iter()
+            .any(|(_, rules, _)| rules.can_refuse(true));
         let deliveries = if deferred {
             // The store may call the decision twice (see `store::Decide`), so the
             // document is lent to each call, `previous` added and taken out again. A
@@ -108,13 +108,13 @@ impl Dispatcher {
                 }
                 let deliveries = candidates
                     .iter()
-                    .filter(|(_, rules)| {
+                    .filter(|(_, rules, _)| {
                         !rules.can_refuse(previous.is_some()) || rules.passes(&document)
                     })
-                    .map(|(endpoint_id, _)| NewDelivery {
+                    .map(|(endpoint_id, _, fits)| NewDelivery {
                         id: DeliveryId::generate(),
                         endpoint_id: endpoint_id.clone(),
-                        leased_until: leased_until(endpoint_id),
+                        leased_until: fits.then_some(lease_end),
                     })
                     .collect();
                 if let Some(fields) = document.as_object_mut() {
@@ -126,10 +126,11 @@ impl Dispatcher {
             Deliveries::Known(
                 targets
                     .iter()
-                    .map(|ep| NewDelivery {
+                    .zip(&fits)
+                    .map(|(ep, fits)| NewDelivery {
                         id: DeliveryId::generate(),
                         endpoint_id: ep.id.clone(),
-                        leased_until: leased_until(&ep.id),
+                        leased_until: fits.then_some(lease_end),
                     })
                     .collect(),
             )
@@ -151,7 +152,7 @@ impl Dispatcher {
                 message.previous = previous;
                 let created = deliveries.len();
                 let left_in_store = deliveries.iter().any(|d| d.leased_until.is_none());
-                if !reserved.is_empty() {
+                if fits.contains(&true) {
                     let shared_msg = Arc::new(message.clone());
                     let jobs = deliveries
                         .into_iter()
@@ -163,7 +164,7 @@ impl Dispatcher {
                             attempts: 0,
                             trigger: Trigger::Scheduled,
                         });
-                    shared.enqueue(jobs, &reserved);
+                    shared.enqueue(jobs, reserved());
                 }
                 if left_in_store {
                     self.wake();
@@ -175,7 +176,7 @@ impl Dispatcher {
                 })
             }
             Ok(Inserted::Existing(earlier)) => {
-                shared.unreserve(&reserved);
+                shared.unreserve(reserved());
                 Ok(Ingested {
                     message: *earlier,
                     created: false,
@@ -183,7 +184,7 @@ impl Dispatcher {
                 })
             }
             Err(err) => {
-                shared.unreserve(&reserved);
+                shared.unreserve(reserved());
                 Err(err)
             }
         }

@@ -131,12 +131,14 @@ struct Queues {
 impl Queues {
     /// Holds `id` for `endpoint`; false if it is held already.
     fn hold(&mut self, id: &DeliveryId, endpoint: &EndpointId) -> bool {
-        if self.held.contains_key(id) {
-            return false;
+        match self.held.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(endpoint.clone());
+                self.take(endpoint);
+                true
+            }
         }
-        self.held.insert(id.clone(), endpoint.clone());
-        self.take(endpoint);
-        true
     }
 
     /// Stops holding `id`; returns its endpoint if it was held.
@@ -174,10 +176,12 @@ impl Queues {
     /// for leftovers now (memory half free, or the endpoint's own room half free).
     fn poll_wanted(&mut self, endpoint: Option<&EndpointId>, config: &DispatcherConfig) -> bool {
         let global = self.overflowed && self.held.len() < config.max_queued / 2;
-        let own = endpoint.is_some_and(|e| {
-            self.room(e, config.max_queued_per_endpoint) >= config.max_queued_per_endpoint / 2
-                && self.overflowed_endpoints.remove(e)
-        });
+        // The set is almost always empty: no hashing then, on the hot path.
+        let own = !self.overflowed_endpoints.is_empty()
+            && endpoint.is_some_and(|e| {
+                self.room(e, config.max_queued_per_endpoint) >= config.max_queued_per_endpoint / 2
+                    && self.overflowed_endpoints.remove(e)
+            });
         global || own
     }
 }
@@ -428,19 +432,22 @@ impl Shared {
                 trigger: delivery.trigger,
             }
         });
-        self.enqueue(jobs, &[]);
+        self.enqueue(jobs, std::iter::empty());
         Ok(full)
     }
 
     /// Reserves an in-memory slot, for an ingest, for each of `endpoints` that has room
     /// (in all, and of its own); returns which did. The deliveries of the others stay due
     /// in the store for the poller.
-    pub(crate) fn reserve(&self, endpoints: &[EndpointId]) -> Vec<bool> {
+    pub(crate) fn reserve<'a>(
+        &self,
+        endpoints: impl IntoIterator<Item = &'a EndpointId>,
+    ) -> Vec<bool> {
         let mut q = self.lock();
         let stopping = self.stopping.is_cancelled();
         let cap = self.config.max_queued_per_endpoint;
         endpoints
-            .iter()
+            .into_iter()
             .map(|endpoint| {
                 if stopping || q.held.len() + q.reserved >= self.config.max_queued {
                     q.overflowed = true;
@@ -458,7 +465,7 @@ impl Shared {
     }
 
     /// Gives back the slots `reserve` promised to `endpoints`.
-    pub(crate) fn unreserve(&self, endpoints: &[EndpointId]) {
+    pub(crate) fn unreserve<'a>(&self, endpoints: impl IntoIterator<Item = &'a EndpointId>) {
         let mut q = self.lock();
         for endpoint in endpoints {
             q.reserved -= 1;
@@ -468,10 +475,10 @@ impl Shared {
 
     /// Queues jobs (skipping deliveries already held) and starts what capacity allows.
     /// The slots `reserve` promised to `reserved` are taken back (the jobs now hold them).
-    pub(crate) fn enqueue(
+    pub(crate) fn enqueue<'a>(
         self: &Arc<Self>,
         jobs: impl IntoIterator<Item = Job>,
-        reserved: &[EndpointId],
+        reserved: impl IntoIterator<Item = &'a EndpointId>,
     ) {
         let per_endpoint = self.config.max_in_flight_per_endpoint;
         {
