@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use model::{AppId, DeliveryId, EntityRef, Message, MessageId, Trigger};
+use model::{AppId, DeliveryId, Endpoint, EndpointId, EntityRef, Message, MessageId, Trigger};
 use store::{Deliveries, Inserted, NewDelivery, NewMessage};
 
 use crate::fanout::{document_of, fanout};
-use crate::worker::{Dispatcher, Job};
+use crate::worker::{Dispatcher, Job, Shared};
 
 /// A message to publish, validated by the caller.
 #[derive(Debug, Clone)]
@@ -72,19 +72,18 @@ impl Dispatcher {
         // Deliveries that fit in memory (in all, and their endpoint's share) are created
         // leased to this process and queued right after the commit; the others stay due
         // in the store for the poller.
-        let fits = shared.reserve(targets.iter().map(|ep| &ep.id));
-        let reserved = || {
-            targets
-                .iter()
-                .zip(&fits)
-                .filter(|(_, fits)| **fits)
-                .map(|(ep, _)| &ep.id)
+        let mut reservation = Reservation {
+            shared,
+            fits: shared.reserve(targets.iter().map(|ep| &ep.id)),
+            targets: &targets,
+            open: true,
         };
+        let fits = &reservation.fits;
         let lease_end = now + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
         let candidates: Vec<_> = if entity {
             targets
                 .iter()
-                .zip(&fits)
+                .zip(fits)
                 .map(|(ep, fits)| (ep.id.clone(), shared.rules.get(ep), *fits))
                 .collect()
         } else {
@@ -126,7 +125,7 @@ impl Dispatcher {
             Deliveries::Known(
                 targets
                     .iter()
-                    .zip(&fits)
+                    .zip(fits)
                     .map(|(ep, fits)| NewDelivery {
                         id: DeliveryId::generate(),
                         endpoint_id: ep.id.clone(),
@@ -152,7 +151,7 @@ impl Dispatcher {
                 message.previous = previous;
                 let created = deliveries.len();
                 let left_in_store = deliveries.iter().any(|d| d.leased_until.is_none());
-                if fits.contains(&true) {
+                if reservation.fits.contains(&true) {
                     let shared_msg = Arc::new(message.clone());
                     let jobs = deliveries
                         .into_iter()
@@ -164,8 +163,9 @@ impl Dispatcher {
                             attempts: 0,
                             trigger: Trigger::Scheduled,
                         });
-                    shared.enqueue(jobs, reserved());
+                    shared.enqueue(jobs, reservation.endpoints());
                 }
+                reservation.open = false;
                 if left_in_store {
                     self.wake();
                 }
@@ -175,18 +175,46 @@ impl Dispatcher {
                     deliveries: created,
                 })
             }
-            Ok(Inserted::Existing(earlier)) => {
-                shared.unreserve(reserved());
-                Ok(Ingested {
-                    message: *earlier,
-                    created: false,
-                    deliveries: 0,
-                })
-            }
-            Err(err) => {
-                shared.unreserve(reserved());
-                Err(err)
-            }
+            // The reservation is given back as it drops.
+            Ok(Inserted::Existing(earlier)) => Ok(Ingested {
+                message: *earlier,
+                created: false,
+                deliveries: 0,
+            }),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The in-memory slots `reserve` promised to an ingest's deliveries (`fits`, by target),
+/// given back when dropped unless `enqueue` took them: an ingest whose caller goes away
+/// (a client that disconnects mid-publish drops the handler's future) must not keep them
+/// for ever. Its deliveries, if the write committed, stay leased and are taken up again
+/// by a poll when the lease ends.
+struct Reservation<'a> {
+    shared: &'a Shared,
+    targets: &'a [&'a Endpoint],
+    fits: Vec<bool>,
+    open: bool,
+}
+
+impl Reservation<'_> {
+    fn endpoints(&self) -> impl Iterator<Item = &EndpointId> {
+        self.targets
+            .iter()
+            .zip(&self.fits)
+            .filter(|(_, fits)| **fits)
+            .map(|(ep, _)| &ep.id)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.shared.unreserve(self.endpoints());
         }
     }
 }

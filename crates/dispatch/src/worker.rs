@@ -464,6 +464,13 @@ impl Shared {
             .collect()
     }
 
+    /// Slots promised to ingests, and deliveries held plus promised, counted by endpoint.
+    #[cfg(test)]
+    pub(crate) fn promised(&self) -> (usize, usize) {
+        let q = self.lock();
+        (q.reserved, q.taken.values().sum())
+    }
+
     /// Gives back the slots `reserve` promised to `endpoints`.
     pub(crate) fn unreserve<'a>(&self, endpoints: impl IntoIterator<Item = &'a EndpointId>) {
         let mut q = self.lock();
