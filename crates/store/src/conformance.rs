@@ -681,41 +681,64 @@ async fn messages_and_deliveries(store: &dyn Store) {
     let _ = Duration::zero();
 }
 
-/// A poll's lease lets endpoints take turns: each gives at most its room, oldest due
-/// first; an endpoint without room is passed over; the turns start after `after` and
-/// wrap around, so the endpoints a full poll did not reach come first in the next.
-async fn endpoints_take_turns_at_lease(store: &dyn Store) {
-    let a = store.create_app(app(Some("turns"))).await.unwrap();
+/// `n` new endpoints of `app`, sorted by id: the order in which a poll's turns visit them.
+pub(crate) async fn endpoints_in_turn_order(
+    store: &dyn Store,
+    app: &AppId,
+    n: usize,
+) -> Vec<EndpointId> {
     let mut ids = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..n {
         let e = store
-            .create_endpoint(endpoint(&a.id, "https://example.com/hook"))
+            .create_endpoint(endpoint(app, "https://example.com/hook"))
             .await
             .unwrap();
         ids.push(e.id);
     }
     ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    ids
+}
+
+/// Stores a message of `app` created `at`, with an unleased delivery (due `at`) to each
+/// of `endpoints`.
+pub(crate) async fn message_to_each(
+    store: &dyn Store,
+    app: &AppId,
+    endpoints: &[EndpointId],
+    at: DateTime<Utc>,
+) -> MessageId {
+    let m = message(app, None, at);
+    let id = m.id.clone();
+    store
+        .insert_message(NewMessage {
+            message: m,
+            deliveries: Deliveries::Known(
+                endpoints
+                    .iter()
+                    .map(|e| NewDelivery {
+                        id: DeliveryId::generate(),
+                        endpoint_id: e.clone(),
+                        leased_until: None,
+                    })
+                    .collect(),
+            ),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+/// A poll's lease lets endpoints take turns: each gives at most its room, oldest due
+/// first; an endpoint without room is passed over; the turns start after `after` and
+/// wrap around, so the endpoints a full poll did not reach come first in the next.
+async fn endpoints_take_turns_at_lease(store: &dyn Store) {
+    let a = store.create_app(app(Some("turns"))).await.unwrap();
+    let ids = endpoints_in_turn_order(store, &a.id, 3).await;
     // Four messages, each to every endpoint: four due deliveries per endpoint.
     let mut msgs = Vec::new();
     for i in 1..=4 {
-        let m = message(&a.id, None, t(i));
-        msgs.push(m.id.clone());
-        store
-            .insert_message(NewMessage {
-                message: m,
-                deliveries: Deliveries::Known(
-                    ids.iter()
-                        .map(|e| NewDelivery {
-                            id: DeliveryId::generate(),
-                            endpoint_id: e.clone(),
-                            leased_until: None,
-                        })
-                        .collect(),
-                ),
-                idempotency_key: None,
-            })
-            .await
-            .unwrap();
+        msgs.push(message_to_each(store, &a.id, &ids, t(i)).await);
     }
     let lease =
         |limit: usize, per_endpoint: usize, room: &[(usize, usize)], after: Option<usize>| {

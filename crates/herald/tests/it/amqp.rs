@@ -170,6 +170,21 @@ fn headers(delivery: &Delivery) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The delivery's Standard Webhooks headers sign its body with the endpoint's `secret`.
+fn assert_signed(delivery: &Delivery, secret: &str) {
+    let h = headers(delivery);
+    let key = signing::Key::parse(secret).unwrap();
+    assert!(
+        key.verify(
+            &h["webhook-id"],
+            h["webhook-timestamp"].parse().unwrap(),
+            &delivery.data,
+            &h["webhook-signature"],
+        ),
+        "signed: {h:?}"
+    );
+}
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", rand::random::<u32>())
 }
@@ -241,13 +256,7 @@ async fn amqp_endpoint_publishes_signed_confirmed_messages() {
     assert_eq!(h["webhook-id"], msg["id"].as_str().unwrap());
     assert_eq!(h["webhook-event-type"], "order.created");
     assert_eq!(h["x-tenant"], "acme");
-    let key = signing::Key::parse(&secret).unwrap();
-    assert!(key.verify(
-        &h["webhook-id"],
-        h["webhook-timestamp"].parse().unwrap(),
-        &delivery.data,
-        &h["webhook-signature"],
-    ));
+    assert_signed(&delivery, &secret);
 
     // The attempt is recorded, with the masked URL.
     let recorded = herald.msg_attempts(&app, &msg, 1).await;
@@ -506,13 +515,7 @@ async fn an_amqps_broker_is_verified_against_the_tls_ca_file() {
     );
     let h = headers(&delivery);
     assert_eq!(h["webhook-id"], msg["id"].as_str().unwrap());
-    let key = signing::Key::parse(&secret).unwrap();
-    assert!(key.verify(
-        &h["webhook-id"],
-        h["webhook-timestamp"].parse().unwrap(),
-        &delivery.data,
-        &h["webhook-signature"],
-    ));
+    assert_signed(&delivery, &secret);
     let recorded = herald.msg_attempts(&app, &msg, 1).await;
     let attempt = &recorded["data"][0];
     assert_eq!(attempt["status"], 0, "{attempt}");

@@ -588,8 +588,8 @@ async fn a_failing_write_rolls_back_alone_in_its_group() {
 /// many there are, and says where it stopped; the next poll goes on from there.
 #[tokio::test]
 async fn a_poll_visits_a_bounded_number_of_endpoints_and_the_next_goes_on() {
-    use crate::conformance::{app, endpoint, message, t};
-    use crate::{LeaseRequest, NewDelivery};
+    use crate::LeaseRequest;
+    use crate::conformance::{app, endpoints_in_turn_order, message_to_each, t};
 
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EmbeddedConfig {
@@ -600,31 +600,8 @@ async fn a_poll_visits_a_bounded_number_of_endpoints_and_the_next_goes_on() {
     .unwrap();
     let a = store.create_app(app(None)).await.unwrap();
     let n = TURNS_PER_POLL + 6;
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        let e = store
-            .create_endpoint(endpoint(&a.id, "https://example.com/hook"))
-            .await
-            .unwrap();
-        ids.push(e.id);
-    }
-    ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
-    store
-        .insert_message(NewMessage {
-            message: message(&a.id, None, t(1)),
-            deliveries: Deliveries::Known(
-                ids.iter()
-                    .map(|e| NewDelivery {
-                        id: model::DeliveryId::generate(),
-                        endpoint_id: e.clone(),
-                        leased_until: None,
-                    })
-                    .collect(),
-            ),
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+    let ids = endpoints_in_turn_order(&store, &a.id, n).await;
+    message_to_each(&store, &a.id, &ids, t(1)).await;
     let request = |after: Option<EndpointId>| LeaseRequest {
         after,
         per_endpoint: 1,
