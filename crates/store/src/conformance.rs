@@ -795,6 +795,17 @@ async fn endpoints_take_turns_at_lease(store: &dyn Store) {
             .due
             .is_empty()
     );
+    // Once their leases have run out (at t(200)), all twelve are leased again, whatever
+    // the endpoints' room: a process may still hold them.
+    let expired = store
+        .lease_due(LeaseRequest {
+            room: ids.iter().map(|e| (e.clone(), 0)).collect(),
+            ..LeaseRequest::new(t(200), t(300), 100)
+        })
+        .await
+        .unwrap()
+        .due;
+    assert_eq!(expired.len(), 12);
     store.delete_app(&a.id).await.unwrap();
 }
 

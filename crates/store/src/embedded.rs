@@ -1459,8 +1459,9 @@ fn message_conditions(select: &mut Select, filter: &MessageFilter) {
 /// one stopped (a due delivery may then wait a few poll intervals longer).
 const TURNS_PER_POLL: usize = 1024;
 
-/// The due deliveries a poll may lease. First those whose lease ran out (their process
-/// stopped or gave them up: rare), oldest first, on `deliveries_leased`. Then endpoint by
+/// The due deliveries a poll may lease. First those whose lease ran out, oldest first, on
+/// `deliveries_leased`: deliveries queued in memory longer than a lease (behind a slow
+/// endpoint), or ones a process gave up or left behind. Then endpoint by
 /// endpoint: the endpoints with deliveries waiting are visited in id order after
 /// `request.after` and then from the start (one seek each, on `deliveries_waiting`), each
 /// giving up to its room, oldest due first, until `request.limit`, or until
@@ -1489,13 +1490,14 @@ fn due_by_turns(
     let mut expired = conn.prepare_cached(&format!(
         "SELECT {columns} FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.status = 1 AND d.leased = 1 AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at LIMIT ?2",
     ))?;
+    // Leased again whatever their endpoint's room: most are still held in memory by a
+    // slow endpoint's queue (longer than a lease), and leasing them again is what keeps
+    // them from every later poll; the worker skips those it holds. They use up the
+    // endpoint's room for the turns below.
     for row in expired.query_map(params![ms(request.now), request.limit as i64], due_row)? {
         let row = row?;
-        let endpoint = &row.delivery.endpoint_id;
-        if room_of(endpoint, &taken) > 0 {
-            *taken.entry(endpoint.clone()).or_default() += 1;
-            due.push(row);
-        }
+        *taken.entry(row.delivery.endpoint_id.clone()).or_default() += 1;
+        due.push(row);
     }
 
     let mut next_endpoint = conn.prepare_cached(
@@ -1513,6 +1515,7 @@ fn due_by_turns(
     let mut cursor = start.clone();
     let mut wrapped = start.is_empty();
     let mut visited = 0;
+    let mut last_visited = None;
     while due.len() < request.limit && visited < TURNS_PER_POLL {
         let endpoint: Option<String> = next_endpoint
             .query_row([&cursor], |r| r.get(0))
@@ -1537,11 +1540,11 @@ fn due_by_turns(
                 due.push(row?);
             }
         }
-        cursor = endpoint.into_string();
+        cursor = endpoint.as_str().to_owned();
+        last_visited = Some(endpoint);
         visited += 1;
     }
-    let last = (visited > 0).then(|| EndpointId::from_string(cursor));
-    Ok((due, last.or_else(|| request.after.clone())))
+    Ok((due, last_visited.or_else(|| request.after.clone())))
 }
 
 #[cfg(test)]

@@ -263,8 +263,10 @@ pub trait Store: Send + Sync + 'static {
 
     // Delivery pipeline.
     /// Leases pending deliveries due at `request.now` until `request.leased_until`, within
-    /// the request's limits: endpoints take turns in id order (after `request.after`),
-    /// each giving its oldest due first.
+    /// `request.limit`: first those whose lease ran out, whatever their endpoint's room (a
+    /// process may still hold them in memory; leasing them again keeps them from later
+    /// polls); then endpoints take turns in id order (after `request.after`), each giving
+    /// its oldest due first, up to its room.
     async fn lease_due(&self, request: LeaseRequest) -> Result<Leased>;
     /// Gives leased deliveries back, due at `now` (on shutdown, for those never attempted).
     /// A delivery is named by its message and endpoint.
