@@ -158,6 +158,14 @@ impl Queues {
         }
     }
 
+    /// Gives back slots promised to ingests for `endpoints`.
+    fn unreserve<'a>(&mut self, endpoints: impl IntoIterator<Item = &'a EndpointId>) {
+        for endpoint in endpoints {
+            self.reserved -= 1;
+            self.untake(endpoint);
+        }
+    }
+
     fn untake(&mut self, endpoint: &EndpointId) {
         if let Some(n) = self.taken.get_mut(endpoint) {
             *n = n.saturating_sub(1);
@@ -473,11 +481,7 @@ impl Shared {
 
     /// Gives back the slots `reserve` promised to `endpoints`.
     pub(crate) fn unreserve<'a>(&self, endpoints: impl IntoIterator<Item = &'a EndpointId>) {
-        let mut q = self.lock();
-        for endpoint in endpoints {
-            q.reserved -= 1;
-            q.untake(endpoint);
-        }
+        self.lock().unreserve(endpoints);
     }
 
     /// Queues jobs (skipping deliveries already held) and starts what capacity allows.
@@ -490,10 +494,7 @@ impl Shared {
         let per_endpoint = self.config.max_in_flight_per_endpoint;
         {
             let mut q = self.lock();
-            for endpoint in reserved {
-                q.reserved -= 1;
-                q.untake(endpoint);
-            }
+            q.unreserve(reserved);
             for job in jobs {
                 if !q.hold(&job.delivery_id, &job.endpoint_id) {
                     continue;

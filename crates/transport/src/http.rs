@@ -237,8 +237,16 @@ struct Target {
 
 impl HttpTransport {
     pub fn new(config: HttpTransportConfig) -> Result<Self, BuildError> {
+        let tls = client_tls(&config.extra_roots)?;
+        Self::with_tls(config, tls)
+    }
+
+    /// With TLS settings made by `client_tls` (shared with the AMQP transport).
+    pub(crate) fn with_tls(
+        config: HttpTransportConfig,
+        mut tls: rustls::ClientConfig,
+    ) -> Result<Self, BuildError> {
         let policy = config.destinations.clone().shared();
-        let mut tls = client_tls(&config.extra_roots)?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // A proxy from the environment is never used: this client knows no proxies.
         Ok(Self {

@@ -22,13 +22,15 @@ pub struct Transports {
 
 impl Transports {
     pub fn new(config: HttpTransportConfig) -> Result<Self, BuildError> {
+        // Built once: the verifier loads the platform's roots.
+        let tls = http::client_tls(&config.extra_roots)?;
         let amqp = AmqpTransport::new(
             config.timeout,
             config.destinations.clone(),
-            Arc::new(http::client_tls(&config.extra_roots)?),
+            Arc::new(tls.clone()),
         );
         Ok(Self {
-            http: HttpTransport::new(config)?,
+            http: HttpTransport::with_tls(config, tls)?,
             amqp,
         })
     }
