@@ -59,10 +59,19 @@ pub(crate) enum ApiError {
         detail: String,
     },
     PayloadTooLarge(String),
+    /// The client's `If-Match` names a revision that is no longer current.
+    PreconditionFailed,
     Validation(Vec<ValidationErrorItem>),
     /// Herald itself failed; the cause is logged, the client gets a generic detail.
     Server(Arc<dyn std::error::Error + Send + Sync>),
+    /// The store has no room: nothing was stored.
+    StorageFull(Arc<dyn std::error::Error + Send + Sync>),
+    /// The store cannot be reached now: nothing was stored; try again.
+    Unavailable(Arc<dyn std::error::Error + Send + Sync>),
 }
+
+/// Seconds a client is asked to wait before trying again when the store is unavailable.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
@@ -76,10 +85,17 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => Self::NotFound,
+            StoreError::Changed => Self::Conflict {
+                code: "conflict",
+                detail: "It was changed by another request meanwhile; read it again and retry."
+                    .to_owned(),
+            },
             StoreError::Conflict(detail) => Self::Conflict {
                 code: "conflict",
                 detail,
             },
+            StoreError::StorageFull(source) => Self::StorageFull(source),
+            StoreError::Unavailable(source) => Self::Unavailable(source),
             StoreError::Backend(source) => Self::Server(source),
         }
     }
@@ -112,38 +128,45 @@ impl IntoResponse for ApiError {
                 "Entity not found".to_owned(),
             ),
             Self::Conflict { code, detail } => (StatusCode::CONFLICT, code, detail),
+            Self::PreconditionFailed => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "The endpoint was changed since the revision named in If-Match: read it again \
+                 (its ETag) and retry."
+                    .to_owned(),
+            ),
             Self::PayloadTooLarge(detail) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
             }
             Self::Server(cause) => {
-                let full = matches!(
-                    cause.downcast_ref::<std::io::Error>(),
-                    Some(e) if e.kind() == std::io::ErrorKind::StorageFull
+                return server_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Herald could not complete the request: its storage failed. Nothing was \
+                     stored.",
+                    cause,
                 );
-                let (status, code, detail) = if full {
-                    (
-                        StatusCode::INSUFFICIENT_STORAGE,
-                        "storage_full",
-                        "Herald could not store the request: its storage is full (the disk, \
-                         or the configured max_store_size). Nothing was stored.",
-                    )
-                } else {
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "Herald could not complete the request: its storage failed. Nothing was \
-                         stored.",
-                    )
-                };
-                let mut response = (
-                    status,
-                    Json(HttpErrorOut {
-                        code: code.to_owned(),
-                        detail: detail.to_owned(),
-                    }),
-                )
-                    .into_response();
-                response.extensions_mut().insert(ServerErrorCause(cause));
+            }
+            Self::StorageFull(cause) => {
+                return server_error(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "Herald could not store the request: its storage is full (the disk, or the \
+                     configured max_store_size). Nothing was stored.",
+                    cause,
+                );
+            }
+            Self::Unavailable(cause) => {
+                let mut response = server_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "Herald could not reach its storage. Nothing was stored; try again shortly.",
+                    cause,
+                );
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
                 return response;
             }
         };
@@ -156,6 +179,25 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
+}
+
+/// A 5xx in Svix's shape, carrying its cause for `log_server_error`.
+fn server_error(
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+    cause: Arc<dyn std::error::Error + Send + Sync>,
+) -> Response {
+    let mut response = (
+        status,
+        Json(HttpErrorOut {
+            code: code.to_owned(),
+            detail: detail.to_owned(),
+        }),
+    )
+        .into_response();
+    response.extensions_mut().insert(ServerErrorCause(cause));
+    response
 }
 
 /// Logs the cause of every 5xx this API answers.

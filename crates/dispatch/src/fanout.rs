@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
 use filter::{Diff, Filter, Transform};
 use model::{Endpoint, EndpointId, Message, PayloadMode};
 use serde_json::{Value, json};
@@ -215,11 +214,11 @@ pub fn preview(
     })
 }
 
-/// Compiled rules by endpoint, valid while the endpoint's `updated_at` is unchanged.
+/// Compiled rules by endpoint, valid while the endpoint's `revision` is unchanged.
 /// A `std` mutex: held only for a map lookup or insert.
 #[derive(Default)]
 pub(crate) struct CompiledRules {
-    by_endpoint: Mutex<HashMap<EndpointId, (DateTime<Utc>, Rules)>>,
+    by_endpoint: Mutex<HashMap<EndpointId, (u64, Rules)>>,
 }
 
 impl CompiledRules {
@@ -232,7 +231,7 @@ impl CompiledRules {
         }
         let mut cache = self.by_endpoint.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((version, rules)) = cache.get(&endpoint.id)
-            && *version == endpoint.updated_at
+            && *version == endpoint.revision
         {
             return rules.clone();
         }
@@ -264,7 +263,7 @@ impl CompiledRules {
                 }
             }
         }
-        cache.insert(endpoint.id.clone(), (endpoint.updated_at, rules.clone()));
+        cache.insert(endpoint.id.clone(), (endpoint.revision, rules.clone()));
         rules
     }
 }

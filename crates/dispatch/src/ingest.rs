@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use model::{AppId, DeliveryId, Endpoint, EndpointId, EntityRef, Message, MessageId, Trigger};
-use store::{Deliveries, Inserted, NewDelivery, NewMessage};
+use store::{Deliveries, FIRST_GENERATION, Inserted, NewDelivery, NewMessage};
 
+use crate::dispatcher::{Dispatcher, Shared, lease_end};
 use crate::fanout::{document_of, fanout};
-use crate::worker::{Dispatcher, Job, Shared};
+use crate::queues::Job;
 
 /// A message to publish, validated by the caller.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ impl Dispatcher {
             open: true,
         };
         let fits = &reservation.fits;
-        let lease_end = now + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
+        let lease_end = lease_end(&shared.config, now);
         let candidates: Vec<_> = if entity {
             targets
                 .iter()
@@ -138,6 +139,7 @@ impl Dispatcher {
             .store
             .insert_message(NewMessage {
                 message: message.clone(),
+                owner: shared.config.node,
                 deliveries,
                 idempotency_key: publish.idempotency_key,
             })
@@ -162,6 +164,8 @@ impl Dispatcher {
                             message: shared_msg.clone(),
                             attempts: 0,
                             trigger: Trigger::Scheduled,
+                            generation: FIRST_GENERATION,
+                            lease_until: lease_end,
                         });
                     shared.enqueue(jobs, reservation.endpoints());
                 }

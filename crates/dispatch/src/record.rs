@@ -1,11 +1,79 @@
-//! Record: the attempt row and the delivery's new state, and what happened in the log.
+//! Record: the attempt row and the delivery's new state, what happened in the log, and
+//! the recorder, which writes finished attempts in batches under the leases they were made
+//! with (a record whose lease another one replaced is refused by the store, counted and
+//! logged, never applied).
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use model::{Attempt, AttemptId, Outcome, Status};
 use store::{AttemptRecord, DeliveryUpdate};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
+use crate::dispatcher::Shared;
+use crate::queues::Job;
 use crate::schedule::NextStep;
-use crate::worker::Job;
+
+/// Attempts written in one store call at most.
+const MAX_RECORD_BATCH: usize = 1024;
+
+impl Shared {
+    /// Writes finished attempts in batches until `finish`, then flushes what is left.
+    pub(crate) async fn record_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<AttemptRecord>,
+        finish: CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                record = rx.recv() => record,
+                () = finish.cancelled() => None,
+            };
+            let mut batch = Vec::with_capacity(64);
+            if let Some(first) = first {
+                batch.push(first);
+            }
+            while batch.len() < MAX_RECORD_BATCH {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            self.write_records(batch).await;
+        }
+    }
+
+    async fn write_records(&self, batch: Vec<AttemptRecord>) {
+        let ids: Vec<_> = batch
+            .iter()
+            .map(|r| (r.attempt.delivery_id.clone(), r.generation))
+            .collect();
+        match self.store.record_attempts(self.config.node, batch).await {
+            Ok(stale) => {
+                self.refused_as_stale("recording", stale.iter().map(|i| (&ids[*i].0, ids[*i].1)))
+            }
+            Err(err) => {
+                tracing::error!(error = %err, attempts = ids.len(), "recording attempts failed; their deliveries will be retried after their leases")
+            }
+        }
+        let wake_poller = {
+            let mut q = self.lock();
+            let mut wanted = false;
+            for (id, _) in &ids {
+                wanted |= q.forget(id);
+            }
+            wanted
+        };
+        if wake_poller {
+            self.wake.notify_one();
+        }
+    }
+}
 
 /// Response bodies are kept up to this many bytes in attempt records.
 pub(crate) const MAX_RECORDED_RESPONSE: usize = 20 * 1024;
@@ -57,7 +125,11 @@ pub(crate) fn attempt_record(
         created_at: now,
     };
     log_outcome(job, outcome, step);
-    AttemptRecord { attempt, update }
+    AttemptRecord {
+        attempt,
+        update,
+        generation: job.generation,
+    }
 }
 
 /// Per-delivery events are TRACE: at a million events a receiver outage would otherwise

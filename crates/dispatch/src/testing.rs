@@ -39,6 +39,7 @@ pub(crate) fn endpoint(
         retired_secrets: vec![],
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        revision: 1,
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use dispatch::{Dispatcher, DispatcherConfig};
 use model::{Clock, SystemClock};
-use store::{EmbeddedConfig, EmbeddedStore, Store};
+use store::{NodeId, Store};
+use store_sqlite::{EmbeddedConfig, EmbeddedStore};
 use tokio_util::sync::CancellationToken;
 use transport::{HttpTransportConfig, Transports};
 
@@ -56,6 +57,26 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // The store first: it locks the data directory, so a second Herald on it stops here,
+    // before anything in the directory is read or written.
+    let db_path = settings.data_dir.join("herald.db");
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        path: db_path.clone(),
+        sync_full: settings.sync_full,
+        max_bytes: settings.max_store_bytes,
+    })
+    .with_context(|| format!("opening the store at {}", db_path.display()))?;
+    // The embedded store is this process's alone: it released at open whatever the
+    // previous process left leased.
+    if store.released_at_open() > 0 {
+        tracing::info!(
+            released = store.released_at_open(),
+            "resuming deliveries left in flight by the previous run"
+        );
+    }
+    let store: Arc<dyn Store> = Arc::new(store);
+    let node = NodeId::generate();
+
     let token = match &settings.admin_token {
         Some(token) => token.clone(),
         None => match config::stored_token(&settings.data_dir)? {
@@ -71,26 +92,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let db_path = settings.data_dir.join("herald.db");
-    let store = EmbeddedStore::open(EmbeddedConfig {
-        path: db_path.clone(),
-        sync_full: settings.sync_full,
-        max_bytes: settings.max_store_bytes,
-    })
-    .with_context(|| format!("opening the store at {}", db_path.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    // This process is the only node of the embedded store: whatever was leased before a
-    // crash or stop is ours to attempt again.
-    let released = store
-        .release_all_leases(clock.now())
-        .await
-        .context("releasing leases left by the previous run")?;
-    if released > 0 {
-        tracing::info!(
-            released,
-            "resuming deliveries left in flight by the previous run"
-        );
-    }
 
     let transports = Transports::new(HttpTransportConfig {
         timeout: settings.attempt_timeout,
@@ -108,6 +109,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         transports,
         clock.clone(),
         DispatcherConfig {
+            node,
             retry: settings.retry.clone(),
             max_in_flight: settings.max_in_flight,
             max_in_flight_per_endpoint: settings.max_in_flight_per_endpoint,
@@ -134,7 +136,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let listener = listen(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), sync = if settings.sync_full { "full" } else { "normal" }, "herald started");
+    tracing::info!(%addr, %node, data_dir = %settings.data_dir.display(), sync = if settings.sync_full { "full" } else { "normal" }, "herald started");
     println!("Herald listening on http://{addr}");
     let policy = &settings.destinations;
     if policy.refuses_everything().is_some() {

@@ -105,6 +105,9 @@ pub struct Endpoint {
     pub retired_secrets: Vec<RetiredSecret>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Grows with every write of the endpoint: what a compare-and-set update expects, and
+    /// what tells a cache its copy is stale.
+    pub revision: u64,
 }
 
 /// The HTTP method of deliveries. `GET` carries the body in the `payload` query parameter.

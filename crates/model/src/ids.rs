@@ -41,6 +41,15 @@ pub fn new_id(prefix: &str) -> String {
     out
 }
 
+/// The smallest id with `prefix` made at `ms` (Unix milliseconds) or later sorts at or
+/// after this one: a lower bound for a range of ids by creation time.
+pub fn floor_id(prefix: &str, ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    let mut value: [u8; 20] = [0; 20];
+    value[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    format!("{prefix}_{}", base62(value))
+}
+
 /// Fixed-width base62 of a 160-bit big-endian number, by long division on 32-bit limbs.
 fn base62(value: [u8; 20]) -> String {
     let mut limbs = [0u32; 5];
@@ -71,6 +80,11 @@ macro_rules! typed_id {
 
             pub fn generate() -> Self {
                 Self(new_id($prefix))
+            }
+
+            /// A lower bound of the ids made at `at` or later (see `floor_id`).
+            pub fn floor_at(at: chrono::DateTime<chrono::Utc>) -> Self {
+                Self(floor_id($prefix, at.timestamp_millis()))
             }
 
             /// Wraps a stored or user-supplied id. Whether it exists is the store's business.

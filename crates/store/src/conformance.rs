@@ -12,9 +12,23 @@ use model::{
 };
 
 use crate::{
-    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DeliveryUpdate, Inserted,
-    LeaseRequest, MessageFilter, NewDelivery, NewMessage, Order, Page, Store, StoreError,
+    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DeliveryUpdate, DueDelivery,
+    FIRST_GENERATION, Inserted, LeaseRequest, LeasedDelivery, MessageFilter, NewDelivery,
+    NewMessage, NodeId, Order, Page, Store, StoreError,
 };
+
+/// Two nodes sharing one store.
+pub const NODE_A: NodeId = NodeId(1);
+pub const NODE_B: NodeId = NodeId(2);
+
+/// How a lease-holder names a delivery it leased.
+pub fn leased(due: &DueDelivery) -> LeasedDelivery {
+    LeasedDelivery {
+        msg_id: due.delivery.msg_id.clone(),
+        endpoint_id: due.delivery.endpoint_id.clone(),
+        generation: due.generation,
+    }
+}
 
 /// Runs every check against `store`, which must be empty. Panics on the first failure.
 pub async fn conformance(store: Arc<dyn Store>) {
@@ -26,9 +40,14 @@ pub async fn conformance(store: Arc<dyn Store>) {
     entity_snapshots(&*store).await;
     tokens(&*store).await;
     failing_endpoints(&*store).await;
+    leases_are_owned_and_fenced(&*store).await;
+    two_nodes_never_hold_one_delivery(store.clone()).await;
+    failure_streaks_are_shared(&*store).await;
+    throttles_are_shared(&*store).await;
+    endpoint_updates_are_compare_and_set(&*store).await;
 }
 
-pub(crate) fn t(seconds: i64) -> DateTime<Utc> {
+pub fn t(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
 }
 
@@ -40,7 +59,7 @@ fn page(limit: usize) -> Page {
     }
 }
 
-pub(crate) fn app(uid: Option<&str>) -> Application {
+pub fn app(uid: Option<&str>) -> Application {
     Application {
         id: AppId::generate(),
         uid: uid.map(str::to_owned),
@@ -52,7 +71,7 @@ pub(crate) fn app(uid: Option<&str>) -> Application {
     }
 }
 
-pub(crate) fn endpoint(app: &AppId, url: &str) -> Endpoint {
+pub fn endpoint(app: &AppId, url: &str) -> Endpoint {
     Endpoint {
         id: EndpointId::generate(),
         app_id: app.clone(),
@@ -78,10 +97,11 @@ pub(crate) fn endpoint(app: &AppId, url: &str) -> Endpoint {
         retired_secrets: Vec::new(),
         created_at: t(0),
         updated_at: t(0),
+        revision: 1,
     }
 }
 
-pub(crate) fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Message {
+pub fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Message {
     Message {
         id: MessageId::generate(),
         app_id: app.clone(),
@@ -270,6 +290,7 @@ async fn endpoints(store: &dyn Store) {
     let mut disabled = gone.clone();
     disabled.disabled = true;
     disabled.updated_at = t(50);
+    disabled.revision += 1;
     assert!(
         store
             .app_endpoints(&a.id)
@@ -292,7 +313,10 @@ async fn endpoints(store: &dyn Store) {
     let mut changed = e.clone();
     changed.disabled = true;
     changed.url = "http://127.0.0.1:3/".into();
-    store.update_endpoint(changed.clone()).await.unwrap();
+    let changed = store
+        .update_endpoint(changed.clone(), e.revision)
+        .await
+        .unwrap();
     assert_eq!(
         *store.app_endpoints(&a.id).await.unwrap(),
         vec![changed.clone()],
@@ -310,7 +334,7 @@ async fn endpoints(store: &dyn Store) {
     ));
 }
 
-pub(crate) fn attempt_for(due: &crate::DueDelivery, status: Status, at: DateTime<Utc>) -> Attempt {
+pub fn attempt_for(due: &crate::DueDelivery, status: Status, at: DateTime<Utc>) -> Attempt {
     Attempt {
         id: AttemptId::generate(),
         delivery_id: due.delivery.id.clone(),
@@ -343,6 +367,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
     let m = message(&a.id, Some("evt-1"), t(10));
     let inserted = store
         .insert_message(NewMessage {
+            owner: NODE_A,
             message: m.clone(),
             deliveries: Deliveries::Known(vec![
                 NewDelivery {
@@ -382,6 +407,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
     // The same idempotency key returns the first message and writes nothing.
     let again = store
         .insert_message(NewMessage {
+            owner: NODE_A,
             message: message(&a.id, None, t(11)),
             deliveries: Deliveries::Known(vec![]),
             idempotency_key: Some("key-1".into()),
@@ -394,6 +420,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
     assert!(matches!(
         store
             .insert_message(NewMessage {
+                owner: NODE_A,
                 message: dup.clone(),
                 deliveries: Deliveries::Known(vec![NewDelivery {
                     id: DeliveryId::generate(),
@@ -444,7 +471,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
 
     // Only the unleased delivery is due; leasing it hides it until the lease ends.
     let due = store
-        .lease_due(LeaseRequest::new(t(10), t(40), 10))
+        .lease_due(LeaseRequest::new(NODE_A, t(10), t(40), 10))
         .await
         .unwrap()
         .due;
@@ -453,59 +480,66 @@ async fn messages_and_deliveries(store: &dyn Store) {
     assert_eq!(due[0].message, m);
     assert!(
         store
-            .lease_due(LeaseRequest::new(t(39), t(99), 10))
+            .lease_due(LeaseRequest::new(NODE_A, t(39), t(99), 10))
             .await
             .unwrap()
             .due
             .is_empty()
     );
-    // A lease that ran out makes the delivery due again.
-    assert_eq!(
-        store
-            .lease_due(LeaseRequest::new(t(40), t(100), 10))
-            .await
-            .unwrap()
-            .due
-            .len(),
-        1
-    );
+    // A lease that ran out makes the delivery due again, under a new generation.
+    let first = due;
+    let due = store
+        .lease_due(LeaseRequest::new(NODE_A, t(40), t(100), 10))
+        .await
+        .unwrap()
+        .due;
+    assert_eq!(due.len(), 1);
+    assert!(due[0].generation > first[0].generation);
 
     // A failed attempt with a retry, then a success.
     store
-        .record_attempts(vec![AttemptRecord {
-            attempt: attempt_for(&due[0], Status::Fail, t(41)),
-            update: DeliveryUpdate {
-                status: Status::Pending,
-                attempts: 1,
-                next_attempt_at: Some(t(46)),
-            },
-        }])
+        .record_attempts(
+            NODE_A,
+            vec![AttemptRecord {
+                generation: due[0].generation,
+                attempt: attempt_for(&due[0], Status::Fail, t(41)),
+                update: DeliveryUpdate {
+                    status: Status::Pending,
+                    attempts: 1,
+                    next_attempt_at: Some(t(46)),
+                },
+            }],
+        )
         .await
         .unwrap();
     assert!(
         store
-            .lease_due(LeaseRequest::new(t(45), t(200), 10))
+            .lease_due(LeaseRequest::new(NODE_A, t(45), t(200), 10))
             .await
             .unwrap()
             .due
             .is_empty()
     );
     let retry = store
-        .lease_due(LeaseRequest::new(t(46), t(200), 10))
+        .lease_due(LeaseRequest::new(NODE_A, t(46), t(200), 10))
         .await
         .unwrap()
         .due;
     assert_eq!(retry.len(), 1);
     assert_eq!(retry[0].delivery.attempts, 1);
     store
-        .record_attempts(vec![AttemptRecord {
-            attempt: attempt_for(&retry[0], Status::Success, t(47)),
-            update: DeliveryUpdate {
-                status: Status::Success,
-                attempts: 2,
-                next_attempt_at: None,
-            },
-        }])
+        .record_attempts(
+            NODE_A,
+            vec![AttemptRecord {
+                generation: retry[0].generation,
+                attempt: attempt_for(&retry[0], Status::Success, t(47)),
+                update: DeliveryUpdate {
+                    status: Status::Success,
+                    attempts: 2,
+                    next_attempt_at: None,
+                },
+            }],
+        )
         .await
         .unwrap();
     let attempts = store
@@ -544,40 +578,46 @@ async fn messages_and_deliveries(store: &dyn Store) {
         1
     );
 
-    // The leased delivery comes back at start-up of a single node.
-    assert_eq!(store.release_all_leases(t(48)).await.unwrap(), 1);
+    // The delivery leased at ingest, released by its holder, is due again.
+    let ingested = LeasedDelivery {
+        msg_id: m.id.clone(),
+        endpoint_id: e1.id.clone(),
+        generation: FIRST_GENERATION,
+    };
+    assert_eq!(
+        store.release(NODE_A, &[ingested], t(48)).await.unwrap(),
+        Vec::<usize>::new()
+    );
     let back = store
-        .lease_due(LeaseRequest::new(t(48), t(300), 10))
+        .lease_due(LeaseRequest::new(NODE_A, t(48), t(300), 10))
         .await
         .unwrap()
         .due;
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].delivery.endpoint_id, e1.id);
     store
-        .release(
-            &[(
-                back[0].delivery.msg_id.clone(),
-                back[0].delivery.endpoint_id.clone(),
-            )],
-            t(49),
-        )
+        .release(NODE_A, &[leased(&back[0])], t(49))
         .await
         .unwrap();
     let back = store
-        .lease_due(LeaseRequest::new(t(49), t(300), 10))
+        .lease_due(LeaseRequest::new(NODE_A, t(49), t(300), 10))
         .await
         .unwrap()
         .due;
     assert_eq!(back.len(), 1);
     store
-        .record_attempts(vec![AttemptRecord {
-            attempt: attempt_for(&back[0], Status::Fail, t(50)),
-            update: DeliveryUpdate {
-                status: Status::Fail,
-                attempts: 8,
-                next_attempt_at: None,
-            },
-        }])
+        .record_attempts(
+            NODE_A,
+            vec![AttemptRecord {
+                generation: back[0].generation,
+                attempt: attempt_for(&back[0], Status::Fail, t(50)),
+                update: DeliveryUpdate {
+                    status: Status::Fail,
+                    attempts: 8,
+                    next_attempt_at: None,
+                },
+            }],
+        )
         .await
         .unwrap();
 
@@ -614,7 +654,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
         1
     );
     let recovered = store
-        .lease_due(LeaseRequest::new(t(60), t(400), 10))
+        .lease_due(LeaseRequest::new(NODE_A, t(60), t(400), 10))
         .await
         .unwrap()
         .due;
@@ -653,6 +693,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
     assert!(matches!(
         store
             .insert_message(NewMessage {
+                owner: NODE_A,
                 message: fresh,
                 deliveries: Deliveries::Known(vec![]),
                 idempotency_key: Some("key-1".into()),
@@ -672,7 +713,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
     );
     assert!(
         store
-            .lease_due(LeaseRequest::new(t(10_000), t(10_001), 10))
+            .lease_due(LeaseRequest::new(NODE_A, t(10_000), t(10_001), 10))
             .await
             .unwrap()
             .due
@@ -682,11 +723,7 @@ async fn messages_and_deliveries(store: &dyn Store) {
 }
 
 /// `n` new endpoints of `app`, sorted by id: the order in which a poll's turns visit them.
-pub(crate) async fn endpoints_in_turn_order(
-    store: &dyn Store,
-    app: &AppId,
-    n: usize,
-) -> Vec<EndpointId> {
+pub async fn endpoints_in_turn_order(store: &dyn Store, app: &AppId, n: usize) -> Vec<EndpointId> {
     let mut ids = Vec::new();
     for _ in 0..n {
         let e = store
@@ -701,7 +738,7 @@ pub(crate) async fn endpoints_in_turn_order(
 
 /// Stores a message of `app` created `at`, with an unleased delivery (due `at`) to each
 /// of `endpoints`.
-pub(crate) async fn message_to_each(
+pub async fn message_to_each(
     store: &dyn Store,
     app: &AppId,
     endpoints: &[EndpointId],
@@ -711,6 +748,7 @@ pub(crate) async fn message_to_each(
     let id = m.id.clone();
     store
         .insert_message(NewMessage {
+            owner: NODE_A,
             message: m,
             deliveries: Deliveries::Known(
                 endpoints
@@ -743,6 +781,7 @@ async fn endpoints_take_turns_at_lease(store: &dyn Store) {
     let lease =
         |limit: usize, per_endpoint: usize, room: &[(usize, usize)], after: Option<usize>| {
             LeaseRequest {
+                owner: NODE_A,
                 now: t(100),
                 leased_until: t(200),
                 limit,
@@ -800,7 +839,7 @@ async fn endpoints_take_turns_at_lease(store: &dyn Store) {
     let expired = store
         .lease_due(LeaseRequest {
             room: ids.iter().map(|e| (e.clone(), 0)).collect(),
-            ..LeaseRequest::new(t(200), t(300), 100)
+            ..LeaseRequest::new(NODE_A, t(200), t(300), 100)
         })
         .await
         .unwrap()
@@ -835,6 +874,7 @@ async fn entity_snapshots(store: &dyn Store) {
             let seen_in = seen.clone();
             let inserted = store
                 .insert_message(NewMessage {
+                    owner: NODE_A,
                     message: m.clone(),
                     // Deliver only when the payload differs from the snapshot.
                     deliveries: Deliveries::FromPrevious(Box::new(move |previous| {
@@ -976,8 +1016,15 @@ async fn failing_endpoints(store: &dyn Store) {
         .await
         .unwrap();
     assert!(store.failing_endpoints().await.unwrap().is_empty());
-    store.mark_failing(&a.id, &e.id, t(10)).await.unwrap();
-    store.mark_failing(&a.id, &e.id, t(20)).await.unwrap();
+    assert_eq!(
+        store.mark_failing(&a.id, &e.id, t(10)).await.unwrap(),
+        t(10)
+    );
+    assert_eq!(
+        store.mark_failing(&a.id, &e.id, t(20)).await.unwrap(),
+        t(10),
+        "a streak already recorded keeps its start"
+    );
     assert_eq!(
         store.failing_endpoints().await.unwrap(),
         vec![(e.id.clone(), t(10))],
@@ -988,4 +1035,356 @@ async fn failing_endpoints(store: &dyn Store) {
     store.mark_failing(&a.id, &e.id, t(30)).await.unwrap();
     store.delete_app(&a.id).await.unwrap();
     assert!(store.failing_endpoints().await.unwrap().is_empty());
+}
+
+/// An app with one endpoint and `n` messages to it, each with one delivery due at t(10),
+/// not leased.
+async fn due_deliveries(store: &dyn Store, n: usize) -> (AppId, Endpoint, Vec<Message>) {
+    let a = store.create_app(app(None)).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    for _ in 0..n {
+        let m = message(&a.id, None, t(10));
+        store
+            .insert_message(NewMessage {
+                message: m.clone(),
+                owner: NODE_A,
+                deliveries: Deliveries::Known(vec![NewDelivery {
+                    id: DeliveryId::generate(),
+                    endpoint_id: e.id.clone(),
+                    leased_until: None,
+                }]),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        messages.push(m);
+    }
+    (a.id, e, messages)
+}
+
+fn record(due: &DueDelivery, status: Status, at: DateTime<Utc>) -> AttemptRecord {
+    let done = status == Status::Success;
+    AttemptRecord {
+        attempt: attempt_for(due, status, at),
+        update: DeliveryUpdate {
+            status: if done {
+                Status::Success
+            } else {
+                Status::Pending
+            },
+            attempts: due.delivery.attempts + 1,
+            next_attempt_at: (!done).then(|| at + Duration::seconds(5)),
+        },
+        generation: due.generation,
+    }
+}
+
+/// A lease belongs to one node and one generation: only that pair may record, release or
+/// renew it; a live lease is never leased again; one that ran out is taken over under a
+/// new generation, and its old holder's late writes are refused, leaving the new holder's
+/// state as it is.
+async fn leases_are_owned_and_fenced(store: &dyn Store) {
+    let (app_id, e, messages) = due_deliveries(store, 1).await;
+    let m = &messages[0];
+    let lease = |node, now, until| LeaseRequest::new(node, t(now), t(until), 10);
+    let a = store.lease_due(lease(NODE_A, 10, 40)).await.unwrap().due;
+    assert_eq!(a.len(), 1);
+    assert!(
+        store
+            .lease_due(lease(NODE_B, 20, 80))
+            .await
+            .unwrap()
+            .due
+            .is_empty(),
+        "a live lease is never leased again"
+    );
+
+    // Another node cannot write under A's lease.
+    let refused = vec![0];
+    assert_eq!(
+        store
+            .record_attempts(NODE_B, vec![record(&a[0], Status::Success, t(21))])
+            .await
+            .unwrap(),
+        refused
+    );
+    assert_eq!(
+        store
+            .release(NODE_B, &[leased(&a[0])], t(21))
+            .await
+            .unwrap(),
+        refused
+    );
+    assert_eq!(
+        store.renew(NODE_B, &[leased(&a[0])], t(99)).await.unwrap(),
+        refused
+    );
+
+    // A renews its lease: no one takes it at the old end.
+    assert!(
+        store
+            .renew(NODE_A, &[leased(&a[0])], t(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .lease_due(lease(NODE_B, 50, 110))
+            .await
+            .unwrap()
+            .due
+            .is_empty()
+    );
+
+    // A freezes; its lease runs out and B takes the delivery over, under a new generation.
+    let b = store.lease_due(lease(NODE_B, 60, 120)).await.unwrap().due;
+    assert_eq!(b.len(), 1);
+    assert!(b[0].generation > a[0].generation);
+    assert_eq!(
+        store
+            .record_attempts(NODE_B, vec![record(&b[0], Status::Fail, t(61))])
+            .await
+            .unwrap(),
+        Vec::<usize>::new()
+    );
+
+    // A wakes up: its record, release and renew are refused and change nothing.
+    assert_eq!(
+        store
+            .record_attempts(NODE_A, vec![record(&a[0], Status::Success, t(62))])
+            .await
+            .unwrap(),
+        refused
+    );
+    assert_eq!(
+        store
+            .release(NODE_A, &[leased(&a[0])], t(62))
+            .await
+            .unwrap(),
+        refused
+    );
+    assert_eq!(
+        store.renew(NODE_A, &[leased(&a[0])], t(500)).await.unwrap(),
+        refused
+    );
+    let deliveries = store
+        .list_message_deliveries(&app_id, &m.id, &page(10))
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        (
+            deliveries[0].status,
+            deliveries[0].attempts,
+            deliveries[0].next_attempt_at
+        ),
+        (Status::Pending, 1, Some(t(66))),
+        "the live node's state stands"
+    );
+    let attempts = store
+        .list_attempts(&app_id, &AttemptFilter::default(), &page(10))
+        .await
+        .unwrap();
+    let attempts: Vec<_> = attempts
+        .iter()
+        .filter(|x| x.endpoint_id == e.id)
+        .map(|x| (x.status, x.created_at))
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![(Status::Fail, t(61))],
+        "only B's attempt is recorded"
+    );
+
+    // The same node is fenced too: its own earlier generation is stale after a new lease.
+    let again = store.lease_due(lease(NODE_B, 66, 70)).await.unwrap().due;
+    assert_eq!(again.len(), 1);
+    let newer = store.lease_due(lease(NODE_B, 70, 130)).await.unwrap().due;
+    assert_eq!(newer.len(), 1);
+    assert_eq!(
+        store
+            .record_attempts(NODE_B, vec![record(&again[0], Status::Success, t(71))])
+            .await
+            .unwrap(),
+        refused
+    );
+    assert!(
+        store
+            .record_attempts(NODE_B, vec![record(&newer[0], Status::Success, t(72))])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Recorded: no longer leased, so nothing more can be written under any lease.
+    assert_eq!(
+        store
+            .renew(NODE_B, &[leased(&newer[0])], t(500))
+            .await
+            .unwrap(),
+        refused
+    );
+    store.delete_app(&app_id).await.unwrap();
+}
+
+/// Two nodes polling one store at once never lease the same delivery.
+async fn two_nodes_never_hold_one_delivery(store: Arc<dyn Store>) {
+    let (app_id, _, messages) = due_deliveries(&*store, 60).await;
+    let poll = |node: NodeId| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..30 {
+                let due = store
+                    .lease_due(LeaseRequest::new(node, t(20), t(100), 3))
+                    .await
+                    .unwrap()
+                    .due;
+                mine.extend(due.into_iter().map(|d| d.delivery.msg_id));
+                tokio::task::yield_now().await;
+            }
+            mine
+        })
+    };
+    let (a, b) = (poll(NODE_A), poll(NODE_B));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let mut all: Vec<_> = a
+        .iter()
+        .chain(&b)
+        .map(|id| id.as_str().to_owned())
+        .collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a delivery was leased by both nodes");
+    assert_eq!(
+        all.len(),
+        messages.len(),
+        "every due delivery was leased once"
+    );
+    store.delete_app(&app_id).await.unwrap();
+}
+
+/// A failure streak is one per endpoint, whichever node sees the failures, and a success
+/// any node recorded is visible to the others.
+async fn failure_streaks_are_shared(store: &dyn Store) {
+    let (app_id, e, _) = due_deliveries(store, 2).await;
+    assert_eq!(
+        store.mark_failing(&app_id, &e.id, t(10)).await.unwrap(),
+        t(10)
+    );
+    assert_eq!(
+        store.mark_failing(&app_id, &e.id, t(20)).await.unwrap(),
+        t(10),
+        "the second node joins the streak the first one started"
+    );
+    assert_eq!(store.success_since(&e.id, t(10)).await.unwrap(), None);
+    let due = store
+        .lease_due(LeaseRequest::new(NODE_B, t(20), t(80), 10))
+        .await
+        .unwrap()
+        .due;
+    assert_eq!(due.len(), 2);
+    store
+        .record_attempts(
+            NODE_B,
+            vec![
+                record(&due[0], Status::Success, t(25)),
+                record(&due[1], Status::Fail, t(28)),
+            ],
+        )
+        .await
+        .unwrap();
+    let again = store
+        .lease_due(LeaseRequest::new(NODE_A, t(40), t(90), 10))
+        .await
+        .unwrap()
+        .due;
+    store
+        .record_attempts(NODE_A, vec![record(&again[0], Status::Fail, t(41))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.success_since(&e.id, t(10)).await.unwrap(),
+        Some(t(25))
+    );
+    assert_eq!(store.success_since(&e.id, t(26)).await.unwrap(), None);
+    assert_eq!(
+        store.failure_after(&e.id, t(25)).await.unwrap(),
+        Some(t(28)),
+        "the streak began again with the first failure after the success"
+    );
+    assert_eq!(
+        store.failure_after(&e.id, t(28)).await.unwrap(),
+        Some(t(41))
+    );
+    assert_eq!(store.failure_after(&e.id, t(41)).await.unwrap(), None);
+    store.delete_app(&app_id).await.unwrap();
+}
+
+/// Starts handed out for one throttled endpoint are spaced by the rate, whichever node
+/// asks; another endpoint is not held up.
+async fn throttles_are_shared(store: &dyn Store) {
+    let (e1, e2) = (EndpointId::generate(), EndpointId::generate());
+    let ms = |n: i64| t(1000) + Duration::milliseconds(n);
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        starts.push(store.throttle_slot(&e1, 4, t(1000)).await.unwrap());
+    }
+    assert_eq!(starts, vec![ms(0), ms(250), ms(500), ms(750)]);
+    assert_eq!(store.throttle_slot(&e2, 4, t(1000)).await.unwrap(), ms(0));
+    assert_eq!(
+        store.throttle_slot(&e1, 4, t(1003)).await.unwrap(),
+        t(1003),
+        "an idle endpoint starts at once"
+    );
+}
+
+/// Two editors of one endpoint never lose each other's change silently.
+async fn endpoint_updates_are_compare_and_set(store: &dyn Store) {
+    let a = store.create_app(app(None)).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    let mut first = e.clone();
+    first.description = "first".into();
+    let mut second = e.clone();
+    second.description = "second".into();
+    let first = store.update_endpoint(first, e.revision).await.unwrap();
+    assert!(first.revision > e.revision);
+    assert!(matches!(
+        store.update_endpoint(second.clone(), e.revision).await,
+        Err(StoreError::Changed)
+    ));
+    let stored = store
+        .get_endpoint(&a.id, e.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.description, "first");
+    assert_eq!(stored.revision, first.revision);
+    // Disabling is a write too: an editor who read before it must read again.
+    assert!(store.disable_endpoint(&a.id, &e.id, t(5)).await.unwrap());
+    assert!(matches!(
+        store.update_endpoint(second.clone(), first.revision).await,
+        Err(StoreError::Changed)
+    ));
+    let stored = store
+        .get_endpoint(&a.id, e.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.disabled);
+    assert!(matches!(
+        store
+            .update_endpoint(endpoint(&a.id, "http://127.0.0.1:9/"), 1)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_app(&a.id).await.unwrap();
 }

@@ -1,11 +1,18 @@
 //! Storage behind one trait, in the pipeline's verbs: insert a message with its
 //! deliveries, lease due deliveries, record an attempt, and the listings the API shows.
 //!
-//! `embedded` (SQLite, the default) is the only backend today; `conformance` is the
-//! suite every backend must pass. Nothing outside this crate knows which backend runs.
+//! Each backend is a crate of its own beside this one (`store-sqlite`, the embedded
+//! default), so that nothing else compiles a database driver; `conformance` is the suite
+//! every backend must pass.
+//!
+//! Several nodes may share one store. A delivery is attempted only under a lease: the
+//! node that holds it (`NodeId`) and the lease's fencing generation (`Lease`). Every
+//! write about a leased delivery (record, release, renew) names both, and a store applies
+//! it only while they are still the delivery's, so a node whose lease ran out and was
+//! taken over can never overwrite what the node that took over recorded.
 
-mod conformance;
-mod embedded;
+pub mod conformance;
+mod throttle;
 
 use std::sync::Arc;
 
@@ -17,9 +24,10 @@ use model::{
 };
 
 pub use conformance::conformance;
-pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use throttle::next_slot;
 
-/// What a store operation can fail with, shaped for the caller's branches.
+/// What a store operation can fail with, shaped for the caller's branches. On every
+/// error, nothing was written.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum StoreError {
     #[error("not found")]
@@ -27,9 +35,62 @@ pub enum StoreError {
     /// A uniqueness rule was violated; the text names it (e.g. "eventId already exists").
     #[error("{0}")]
     Conflict(String),
-    /// The backend failed (disk full, I/O error, corruption). Nothing was written.
+    /// A compare-and-set found the row changed by another write since it was read.
+    #[error("changed since it was read")]
+    Changed,
+    /// The store has no room left (a full disk, or the configured size cap).
+    #[error("storage is full")]
+    StorageFull(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The store cannot be reached now (a database restarting, a lost connection); the
+    /// same call may succeed later.
+    #[error("storage is unavailable")]
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The backend failed otherwise (I/O error, corruption, a bug).
     #[error("storage failed")]
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+/// A Herald process sharing a store with others: the owner of the leases it takes. Each
+/// process picks a new one when it starts, so a restarted node never mistakes its
+/// predecessor's leases for its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    /// A new random node id (63 bits, so backends can keep it in a signed integer).
+    pub fn generate() -> Self {
+        Self(rand_u63())
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node-{:016x}", self.0)
+    }
+}
+
+fn rand_u63() -> u64 {
+    rand::random::<u64>() >> 1
+}
+
+/// The lease under which a node attempts a delivery: its owner and its fencing
+/// generation. The generation grows each time the delivery is leased, so a lease that ran
+/// out and was taken over (by any node, the same one included) is told from the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub owner: NodeId,
+    pub generation: u64,
+}
+
+/// The generation of a delivery created leased by `insert_message`.
+pub const FIRST_GENERATION: u64 = 1;
+
+/// A leased delivery, as named by the writes that need its lease (release, renew).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedDelivery {
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub generation: u64,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -54,6 +115,9 @@ pub struct Page {
 #[derive(Debug)]
 pub struct NewMessage {
     pub message: Message,
+    /// The node the deliveries with a `leased_until` are leased to (generation
+    /// `FIRST_GENERATION`).
+    pub owner: NodeId,
     pub deliveries: Deliveries,
     pub idempotency_key: Option<String>,
 }
@@ -86,8 +150,8 @@ impl std::fmt::Debug for Deliveries {
 pub struct NewDelivery {
     pub id: DeliveryId,
     pub endpoint_id: EndpointId,
-    /// When set, the delivery is created leased to this process until then: the caller
-    /// has queued it in memory and will attempt it without a poll.
+    /// When set, the delivery is created leased to `NewMessage::owner` until then: the
+    /// caller has queued it in memory and will attempt it without a poll.
     pub leased_until: Option<DateTime<Utc>>,
 }
 
@@ -108,6 +172,8 @@ pub enum Inserted {
 /// endpoint, and where the endpoints' turns start.
 #[derive(Debug, Clone)]
 pub struct LeaseRequest {
+    /// The node the leases go to.
+    pub owner: NodeId,
     pub now: DateTime<Utc>,
     /// The lease's end: until then no other poll takes the delivery.
     pub leased_until: DateTime<Utc>,
@@ -123,9 +189,15 @@ pub struct LeaseRequest {
 }
 
 impl LeaseRequest {
-    /// Up to `limit` due deliveries, however they are spread over endpoints.
-    pub fn new(now: DateTime<Utc>, leased_until: DateTime<Utc>, limit: usize) -> Self {
+    /// Up to `limit` due deliveries for `owner`, however they are spread over endpoints.
+    pub fn new(
+        owner: NodeId,
+        now: DateTime<Utc>,
+        leased_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Self {
         Self {
+            owner,
             now,
             leased_until,
             limit,
@@ -153,6 +225,8 @@ pub struct Leased {
 pub struct DueDelivery {
     pub delivery: Delivery,
     pub message: Message,
+    /// The new lease's generation.
+    pub generation: u64,
 }
 
 /// The state a delivery moves to after an attempt.
@@ -169,6 +243,8 @@ pub struct DeliveryUpdate {
 pub struct AttemptRecord {
     pub attempt: Attempt,
     pub update: DeliveryUpdate,
+    /// The generation of the lease the attempt was made under.
+    pub generation: u64,
 }
 
 /// Filters for message listings.
@@ -236,7 +312,10 @@ pub trait Store: Send + Sync + 'static {
     /// All endpoints of an application, for fan-out and attempts. Backends may cache this;
     /// it reflects every endpoint write that completed before the call.
     async fn app_endpoints(&self, app: &AppId) -> Result<Arc<Vec<Endpoint>>>;
-    async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint>;
+    /// Replaces an endpoint if its `revision` is still `expected` (a compare-and-set:
+    /// `Changed` if another write changed it since it was read, `NotFound` if it is gone).
+    /// The stored endpoint gets the next revision and is returned.
+    async fn update_endpoint(&self, endpoint: Endpoint, expected: u64) -> Result<Endpoint>;
     /// Disables an endpoint of `app` (a receiver answered 410 Gone), updated at `at`.
     /// Returns whether this call disabled it (`false`: it was disabled already).
     async fn disable_endpoint(
@@ -262,23 +341,40 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>>;
 
     // Delivery pipeline.
-    /// Leases pending deliveries due at `request.now` until `request.leased_until`, within
-    /// `request.limit`: first those whose lease ran out, whatever their endpoint's room (a
-    /// process may still hold them in memory; leasing them again keeps them from later
-    /// polls); then endpoints take turns in id order (after `request.after`), each giving
-    /// its oldest due first, up to its room.
+    /// Leases pending deliveries due at `request.now` to `request.owner` until
+    /// `request.leased_until`, each under a new generation, within `request.limit`: first
+    /// those whose lease ran out, whatever their endpoint's room (their holder may be gone,
+    /// or may still hold them in memory: the new generation fences it off); then endpoints
+    /// take turns in id order (after `request.after`), each giving its oldest due first,
+    /// up to its room. A delivery whose lease has not run out is never leased, so no two
+    /// nodes hold a live lease on one delivery.
     async fn lease_due(&self, request: LeaseRequest) -> Result<Leased>;
-    /// Gives leased deliveries back, due at `now` (on shutdown, for those never attempted).
-    /// A delivery is named by its message and endpoint.
+    /// Extends the leases `owner` still holds on `deliveries` until `until`. Returns the
+    /// positions (in `deliveries`) of those it no longer holds (taken over, released, or
+    /// recorded), which were left as they are.
+    async fn renew(
+        &self,
+        owner: NodeId,
+        deliveries: &[LeasedDelivery],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<usize>>;
+    /// Gives leased deliveries back, due at `now` (on shutdown, for those never
+    /// attempted). Returns the positions of those `owner` no longer held, left as they are.
     async fn release(
         &self,
-        deliveries: &[(MessageId, EndpointId)],
+        owner: NodeId,
+        deliveries: &[LeasedDelivery],
         now: DateTime<Utc>,
-    ) -> Result<()>;
-    /// Gives back every lease. Only a single-node store may call this, at start-up.
-    async fn release_all_leases(&self, now: DateTime<Utc>) -> Result<u64>;
-    /// Records attempts and moves each delivery to its update, all in one transaction.
-    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> Result<()>;
+    ) -> Result<Vec<usize>>;
+    /// Records attempts and moves each delivery to its update, all in one transaction,
+    /// for the records whose lease (`owner`, `AttemptRecord::generation`) is still the
+    /// delivery's. Returns the positions of the others: stale, neither the attempt nor the
+    /// update was written.
+    async fn record_attempts(
+        &self,
+        owner: NodeId,
+        records: Vec<AttemptRecord>,
+    ) -> Result<Vec<usize>>;
     /// Makes the delivery of `msg` to `endpoint` pending again for a manual attempt now,
     /// creating it if the message never went to that endpoint. Returns it.
     async fn resend(
@@ -304,15 +400,40 @@ pub trait Store: Send + Sync + 'static {
     /// Drops entity snapshots last updated before `updated_before`. Returns how many.
     async fn prune_entities(&self, updated_before: DateTime<Utc>) -> Result<u64>;
 
-    // Endpoint health, for disabling endpoints that keep failing.
+    /// Reserves the next start of an attempt to `endpoint` under a rate of `per_second`,
+    /// shared by every node on this store: returns when it may start, never before `now`.
+    /// Starts handed out for one endpoint, by any node, are `1 / per_second` apart.
+    async fn throttle_slot(
+        &self,
+        endpoint: &EndpointId,
+        per_second: u32,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>>;
+
+    // Endpoint health, for disabling endpoints that keep failing. The streak is shared by
+    // every node: any node's failure starts it, any node's success ends it.
     /// Records that `endpoint` of `app` has failed continuously since `since`, unless it
-    /// is already recorded as failing (the earlier time is kept).
+    /// is already recorded as failing. Returns the streak's start (the earlier time).
     async fn mark_failing(
         &self,
         app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<DateTime<Utc>>;
+    /// The time of the latest successful attempt recorded for `endpoint` at or after
+    /// `since`, if any: a success on any node that ended a streak another node saw.
+    async fn success_since(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>>;
+    /// The time of the earliest failed attempt recorded for `endpoint` after `after`, if
+    /// any: where a streak that a success ended at `after` began again.
+    async fn failure_after(
+        &self,
+        endpoint: &EndpointId,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>>;
     /// Forgets that `endpoint` was failing (it succeeded, or was disabled).
     async fn clear_failing(&self, endpoint: &EndpointId) -> Result<()>;
     /// Every endpoint recorded as failing, with the time it started.

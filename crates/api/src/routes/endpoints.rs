@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponseParts, ResponseParts};
 use chrono::{DateTime, Utc};
 use model::destination;
 use model::{
     AppId, Application, Endpoint, EndpointId, Envelope, Method, PayloadMode, RetiredSecret, Secret,
 };
 use serde::{Deserialize, Serialize};
-use store::Order;
+use store::{Order, StoreError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -316,7 +317,7 @@ impl Validate for EndpointIn {
 }
 
 /// PUT body: every field but the secret and headers, which have their own routes.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EndpointUpdate {
     #[schema(max_length = 65536, pattern = "^(https?|amqps?)://")]
@@ -456,6 +457,7 @@ fn new_endpoint(app: AppId, secret: Option<String>, now: DateTime<Utc>) -> Endpo
         diff_keep: Vec::new(),
         created_at: now,
         updated_at: now,
+        revision: 1,
     }
 }
 
@@ -483,7 +485,7 @@ impl Validate for EndpointUpdate {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EndpointPatch {
     #[serde(default)]
@@ -636,7 +638,7 @@ struct EndpointSecretOut {
     key: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EndpointSecretRotateIn {
     /// The new secret; generated when absent.
@@ -669,7 +671,7 @@ struct EndpointHeadersOut {
     sensitive: Vec<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 struct EndpointHeadersIn {
     headers: BTreeMap<String, String>,
 }
@@ -687,7 +689,7 @@ impl Validate for EndpointHeadersIn {
 }
 
 /// PATCH body: `null` values (or names in `deleteHeaders`) remove headers.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EndpointHeadersPatchIn {
     headers: BTreeMap<String, Option<String>>,
@@ -783,6 +785,76 @@ pub(crate) async fn load(
     Ok((app, endpoint))
 }
 
+/// How often `edit` applies a change again when another write landed between its read
+/// and its write (each round, one of the racing writers wins).
+const EDIT_TRIES: usize = 16;
+
+/// Reads, changes and writes an endpoint as one compare-and-set on its revision, so two
+/// editors never silently lose each other's change. Without `If-Match`, a change that
+/// lost a race is applied again to what the other write left (as a PATCH means); with
+/// `If-Match: "<revision>"` (the `ETag` of a read), the write happens only if nothing
+/// changed since that read, else 412.
+async fn edit(
+    state: &AppState,
+    app_id: &str,
+    endpoint_id: &str,
+    headers: &HeaderMap,
+    change: impl Fn(&mut Endpoint) -> ApiResult<()>,
+) -> ApiResult<Endpoint> {
+    let expected = if_match(headers)?;
+    for _ in 0..EDIT_TRIES {
+        let (_, mut endpoint) = load(state, app_id, endpoint_id).await?;
+        let read = endpoint.revision;
+        if expected.is_some_and(|rev| rev != read) {
+            return Err(ApiError::PreconditionFailed);
+        }
+        change(&mut endpoint)?;
+        endpoint.updated_at = state.clock.now();
+        match state.store.update_endpoint(endpoint, read).await {
+            Ok(endpoint) => return Ok(endpoint),
+            Err(StoreError::Changed) if expected.is_none() => continue,
+            Err(StoreError::Changed) => return Err(ApiError::PreconditionFailed),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(StoreError::Changed.into())
+}
+
+/// The revision an `If-Match` header names: `None` without one (or with `*`). One that
+/// names no revision can match nothing: 412.
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::PreconditionFailed)?
+        .trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|t| t.parse().ok())
+        .map(Some)
+        .ok_or(ApiError::PreconditionFailed)
+}
+
+/// An endpoint's revision, answered as its `ETag`, for `If-Match` on a later write.
+struct Revision(u64);
+
+impl IntoResponseParts for Revision {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", self.0)) {
+            res.headers_mut().insert(header::ETAG, value);
+        }
+        Ok(res)
+    }
+}
+
 /// List an application's endpoints (newest first by default).
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint", tag = "Endpoint",
     params(("app_id" = String, Path), ListQuery),
@@ -832,9 +904,9 @@ async fn create_endpoint(
 async fn get_endpoint(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
-) -> ApiResult<Json<EndpointOut>> {
+) -> ApiResult<(Revision, Json<EndpointOut>)> {
     let (_, endpoint) = load(&state, &app_id, &endpoint_id).await?;
-    Ok(Json(endpoint.into()))
+    Ok((Revision(endpoint.revision), Json(endpoint.into())))
 }
 
 /// Update an endpoint, creating it if missing (upsert).
@@ -844,30 +916,46 @@ async fn get_endpoint(
 async fn update_endpoint(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
+    headers: HeaderMap,
     ValidJson(body): ValidJson<EndpointUpdate>,
-) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
+) -> ApiResult<(StatusCode, Revision, Json<EndpointOut>)> {
     let app = applications::load(&state, &app_id).await?;
     let now = state.clock.now();
     let existing = state.store.get_endpoint(&app.id, &endpoint_id).await?;
-    let created = existing.is_none();
-    let mut endpoint = existing.unwrap_or_else(|| new_endpoint(app.id.clone(), None, now));
-    body.apply(&mut endpoint, now);
-    // A new endpoint named by uid in the path gets that uid unless the body has one.
-    if created && endpoint.uid.is_none() && !EndpointId::looks_like(&endpoint_id) {
-        endpoint.uid = Some(endpoint_id.clone());
-    }
-    check_combination(&endpoint)?;
-    if created {
-        Ok((
+    let Some(existing) = existing else {
+        if if_match(&headers)?.is_some() {
+            return Err(ApiError::PreconditionFailed);
+        }
+        let mut endpoint = new_endpoint(app.id.clone(), None, now);
+        body.apply(&mut endpoint, now);
+        // A new endpoint named by uid in the path gets that uid unless the body has one.
+        if endpoint.uid.is_none() && !EndpointId::looks_like(&endpoint_id) {
+            endpoint.uid = Some(endpoint_id.clone());
+        }
+        check_combination(&endpoint)?;
+        let endpoint = state.store.create_endpoint(endpoint).await?;
+        return Ok((
             StatusCode::CREATED,
-            Json(state.store.create_endpoint(endpoint).await?.into()),
-        ))
-    } else {
-        Ok((
-            StatusCode::OK,
-            Json(state.store.update_endpoint(endpoint).await?.into()),
-        ))
-    }
+            Revision(endpoint.revision),
+            Json(endpoint.into()),
+        ));
+    };
+    let endpoint = edit(
+        &state,
+        &app_id,
+        existing.id.as_str(),
+        &headers,
+        |endpoint| {
+            body.clone().apply(endpoint, now);
+            check_combination(endpoint)
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::OK,
+        Revision(endpoint.revision),
+        Json(endpoint.into()),
+    ))
 }
 
 /// Change some fields of an endpoint.
@@ -877,9 +965,18 @@ async fn update_endpoint(
 async fn patch_endpoint(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
+    headers: HeaderMap,
     ValidJson(patch): ValidJson<EndpointPatch>,
-) -> ApiResult<Json<EndpointOut>> {
-    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
+) -> ApiResult<(Revision, Json<EndpointOut>)> {
+    let endpoint = edit(&state, &app_id, &endpoint_id, &headers, |endpoint| {
+        apply_patch(patch.clone(), endpoint);
+        check_combination(endpoint)
+    })
+    .await?;
+    Ok((Revision(endpoint.revision), Json(endpoint.into())))
+}
+
+fn apply_patch(patch: EndpointPatch, endpoint: &mut Endpoint) {
     if let Some(url) = patch.url {
         endpoint.url = destination::url_to_store(&endpoint.url, url);
     }
@@ -919,9 +1016,6 @@ async fn patch_endpoint(
     let mut keep = Some(std::mem::take(&mut endpoint.diff_keep));
     patch.diff_keep.apply_opt(&mut keep);
     endpoint.diff_keep = keep.unwrap_or_default();
-    endpoint.updated_at = state.clock.now();
-    check_combination(&endpoint)?;
-    Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
 }
 
 /// Delete an endpoint with its deliveries and attempts.
@@ -958,30 +1052,32 @@ async fn get_endpoint_secret(
 async fn rotate_endpoint_secret(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
+    headers: HeaderMap,
     ValidJson(body): ValidJson<EndpointSecretRotateIn>,
 ) -> ApiResult<Json<EndpointSecretOut>> {
-    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
     let now = state.clock.now();
     let grace = chrono::Duration::seconds(i64::from(body.grace_period_seconds.unwrap_or(86_400)));
-    endpoint.retired_secrets.retain(|r| r.expires_at > now);
-    if endpoint.retired_secrets.len() >= MAX_RETIRED_SECRETS {
-        return Err(ApiError::BadRequest {
-            code: "limit_reached",
-            detail: format!(
-                "At most {MAX_RETIRED_SECRETS} old secrets can be in their grace period; wait for one to expire."
-            ),
-        });
-    }
     let new_secret = Secret::from_string(body.key.unwrap_or_else(signing::generate_secret));
-    let old = std::mem::replace(&mut endpoint.secret, new_secret.clone());
-    if !grace.is_zero() {
-        endpoint.retired_secrets.push(RetiredSecret {
-            secret: old,
-            expires_at: now + grace,
-        });
-    }
-    endpoint.updated_at = now;
-    state.store.update_endpoint(endpoint).await?;
+    edit(&state, &app_id, &endpoint_id, &headers, |endpoint| {
+        endpoint.retired_secrets.retain(|r| r.expires_at > now);
+        if endpoint.retired_secrets.len() >= MAX_RETIRED_SECRETS {
+            return Err(ApiError::BadRequest {
+                code: "limit_reached",
+                detail: format!(
+                    "At most {MAX_RETIRED_SECRETS} old secrets can be in their grace period; wait for one to expire."
+                ),
+            });
+        }
+        let old = std::mem::replace(&mut endpoint.secret, new_secret.clone());
+        if !grace.is_zero() {
+            endpoint.retired_secrets.push(RetiredSecret {
+                secret: old,
+                expires_at: now + grace,
+            });
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(EndpointSecretOut {
         key: new_secret.expose().to_owned(),
     }))
@@ -1009,12 +1105,14 @@ async fn get_endpoint_headers(
 async fn update_endpoint_headers(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
+    headers: HeaderMap,
     ValidJson(body): ValidJson<EndpointHeadersIn>,
 ) -> ApiResult<StatusCode> {
-    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
-    endpoint.headers = body.headers;
-    endpoint.updated_at = state.clock.now();
-    state.store.update_endpoint(endpoint).await?;
+    edit(&state, &app_id, &endpoint_id, &headers, |endpoint| {
+        endpoint.headers = body.headers.clone();
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1025,29 +1123,32 @@ async fn update_endpoint_headers(
 async fn patch_endpoint_headers(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
+    headers: HeaderMap,
     ValidJson(body): ValidJson<EndpointHeadersPatchIn>,
 ) -> ApiResult<StatusCode> {
-    let (_, mut endpoint) = load(&state, &app_id, &endpoint_id).await?;
-    for (name, value) in body.headers {
-        match value {
-            Some(value) => endpoint.headers.insert(name, value),
-            None => endpoint.headers.remove(&name),
-        };
-    }
-    for name in body.delete_headers.unwrap_or_default() {
-        endpoint.headers.remove(&name);
-    }
-    let mut problems = Vec::new();
-    validate::headers(
-        &mut problems,
-        &["body", "headers"],
-        endpoint.headers.iter().map(|(k, v)| (k, Some(v))),
-    );
-    if !problems.is_empty() {
-        return Err(ApiError::Validation(problems));
-    }
-    endpoint.updated_at = state.clock.now();
-    state.store.update_endpoint(endpoint).await?;
+    edit(&state, &app_id, &endpoint_id, &headers, |endpoint| {
+        for (name, value) in body.headers.clone() {
+            match value {
+                Some(value) => endpoint.headers.insert(name, value),
+                None => endpoint.headers.remove(&name),
+            };
+        }
+        for name in body.delete_headers.clone().unwrap_or_default() {
+            endpoint.headers.remove(&name);
+        }
+        let mut problems = Vec::new();
+        validate::headers(
+            &mut problems,
+            &["body", "headers"],
+            endpoint.headers.iter().map(|(k, v)| (k, Some(v))),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(problems))
+        }
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

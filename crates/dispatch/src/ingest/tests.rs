@@ -6,13 +6,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use model::{Clock, SystemClock};
-use store::{EmbeddedConfig, EmbeddedStore, Store};
+use store::Store;
+use store_sqlite::{EmbeddedConfig, EmbeddedStore};
 use transport::{DestinationPolicy, HttpTransportConfig, Transports};
 
 use super::Publish;
+use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::schedule::RetryPolicy;
 use crate::testing::endpoint;
-use crate::worker::{Dispatcher, DispatcherConfig};
 
 /// A client that disconnects mid-publish drops the handler's future, and with it the
 /// ingest's, possibly while its write is in the store's queue. The slots it reserved for
@@ -61,6 +62,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
         transports,
         clock,
         DispatcherConfig {
+            node: store::NodeId::generate(),
             retry: RetryPolicy {
                 schedule: Vec::new(),
                 jitter: 0.0,
@@ -103,7 +105,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
                     done.unwrap();
                     break;
                 }
-                Poll::Pending if dispatcher.shared.promised().0 > 0 => {
+                Poll::Pending if dispatcher.shared.lock().promised().0 > 0 => {
                     held = true;
                     break;
                 }
@@ -113,7 +115,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
         drop(ingest);
         cancelled += usize::from(held);
         assert_eq!(
-            dispatcher.shared.promised().0,
+            dispatcher.shared.lock().promised().0,
             0,
             "no slot stays promised to a dropped ingest"
         );

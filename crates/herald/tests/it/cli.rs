@@ -140,3 +140,55 @@ async fn a_burst_of_connections_waits_in_the_listen_backlog() {
         .await;
     assert!(status.is_success(), "{status}");
 }
+
+/// The embedded store is one process's: a second `herald serve` on a data directory in
+/// use exits at once, naming the process that has it, and writes nothing there (not even
+/// the admin token it would otherwise generate); the first one goes on serving.
+#[tokio::test]
+async fn a_second_herald_on_a_data_directory_in_use_exits_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = Herald::start_in(tmp.path(), &[]).await;
+    let app = first.app("acme").await;
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(tmp.path());
+    let lock_before = std::fs::read_to_string(tmp.path().join("herald.lock")).unwrap();
+
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(tmp.path())
+            .env_remove("HERALD_ADMIN_TOKEN")
+            .output(),
+    )
+    .await
+    .expect("the second Herald exits at once")
+    .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("Herald listening"), "{stdout}");
+    let pid = first.pid().unwrap();
+    assert!(
+        stderr.contains("in use by another Herald process")
+            && stderr.contains(&format!("(pid {pid})")),
+        "the error says who has the directory: {stderr}"
+    );
+    assert_eq!(listing(tmp.path()), before, "no file was added or removed");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("herald.lock")).unwrap(),
+        lock_before
+    );
+    // The first one is undisturbed.
+    assert_eq!(
+        first.get(&format!("/api/v1/app/{app}")).await["uid"],
+        "acme"
+    );
+}

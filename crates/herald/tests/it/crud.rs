@@ -394,3 +394,102 @@ async fn openapi_document_lists_what_is_implemented() {
         );
     }
 }
+
+/// Endpoint writes are compare-and-set on the endpoint's revision, answered as its `ETag`:
+/// a write with `If-Match` naming a revision that another write replaced is refused with
+/// 412 and changes nothing; PATCHes racing each other without `If-Match` all land.
+#[tokio::test]
+async fn endpoint_writes_are_compare_and_set() {
+    let herald = Herald::start().await;
+    let app = herald.app("acme").await;
+    let ep = herald
+        .endpoint(
+            &app,
+            json!({"url": "https://example.com/hook", "description": "v1"}),
+        )
+        .await;
+    let path = format!("/api/v1/app/{app}/endpoint/{}", ep["id"].as_str().unwrap());
+    let client = crate::support::http_client();
+    let send = |method: Method, etag: Option<&str>, body: serde_json::Value| {
+        let mut request = client
+            .request(method, herald.url(&path))
+            .bearer_auth(crate::support::TOKEN)
+            .json(&body);
+        if let Some(etag) = etag {
+            request = request.header("if-match", etag);
+        }
+        request.send()
+    };
+    let etag =
+        |response: &reqwest::Response| response.headers()["etag"].to_str().unwrap().to_owned();
+
+    let read = client
+        .get(herald.url(&path))
+        .bearer_auth(crate::support::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let first_read = etag(&read);
+    // Editor one saves with the revision it read; editor two, who read the same, is told.
+    let saved = send(
+        Method::PATCH,
+        Some(&first_read),
+        json!({"description": "one"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert_ne!(etag(&saved), first_read, "each write gets a new revision");
+    let stale = send(
+        Method::PATCH,
+        Some(&first_read),
+        json!({"description": "two"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    let body: serde_json::Value = stale.json().await.unwrap();
+    assert_eq!(body["code"], "precondition_failed");
+    let stale_put = send(
+        Method::PUT,
+        Some(&first_read),
+        json!({"url": "https://example.com/other", "description": "two"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale_put.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(herald.get(&path).await["description"], "one");
+    assert_eq!(herald.get(&path).await["url"], "https://example.com/hook");
+    // A current revision (or `*`) goes through.
+    let current = etag(&saved);
+    let put = send(
+        Method::PUT,
+        Some(&current),
+        json!({"url": "https://example.com/hook", "description": "three"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let any = send(Method::PATCH, Some("*"), json!({"description": "four"}))
+        .await
+        .unwrap();
+    assert_eq!(any.status(), StatusCode::OK);
+
+    // Without If-Match, concurrent changes each land on what the others left: six header
+    // patches at once, each adding its own header, and none is lost.
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let header_patches = names.iter().map(|name| {
+        client
+            .patch(herald.url(&format!("{path}/headers")))
+            .bearer_auth(crate::support::TOKEN)
+            .json(&json!({"headers": {format!("x-{name}"): "1"}}))
+            .send()
+    });
+    for response in futures::future::join_all(header_patches).await {
+        assert_eq!(response.unwrap().status(), StatusCode::NO_CONTENT);
+    }
+    let headers = herald.get(&format!("{path}/headers")).await;
+    for name in names {
+        assert_eq!(headers["headers"][format!("x-{name}")], "1", "{headers}");
+    }
+}

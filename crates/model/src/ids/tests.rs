@@ -49,3 +49,14 @@ fn base62_of_zero_and_max() {
             .all(|c| c.is_ascii_alphanumeric())
     );
 }
+
+#[test]
+fn a_floor_sorts_before_every_id_made_from_its_time_on() {
+    let now = chrono::Utc::now();
+    let id = AttemptId::generate();
+    let floor = AttemptId::floor_at(now - chrono::Duration::milliseconds(1));
+    assert!(AttemptId::looks_like(floor.as_str()));
+    assert!(floor <= id, "{floor} <= {id}");
+    let later = AttemptId::floor_at(now + chrono::Duration::seconds(1));
+    assert!(id < later, "{id} < {later}");
+}

@@ -23,9 +23,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use self::rows::{json, ms};
 use self::writer::{Writer, backend, backend_msg};
-use crate::{
-    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DueDelivery, Inserted, LeaseRequest,
-    Leased, MessageFilter, NewMessage, Order, Page, Result, StatusCounts, Store, StoreError,
+use store::{
+    AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DueDelivery, FIRST_GENERATION,
+    Inserted, LeaseRequest, Leased, LeasedDelivery, MessageFilter, NewMessage, NodeId, Order, Page,
+    Result, StatusCounts, Store, StoreError,
 };
 
 /// Settings of the embedded store.
@@ -42,8 +43,62 @@ pub struct EmbeddedConfig {
     pub max_bytes: Option<u64>,
 }
 
-/// The embedded SQLite store.
+/// Why the embedded store did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process has the data directory open.
+    #[error(
+        "the data directory {dir} is in use by another Herald process{}; stop it, or give this one another data directory",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { dir: String, pid: Option<u32> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Takes the lock that makes this process the data directory's only user, and writes its
+/// pid into the lock file for the message another process gets.
+fn lock_dir(dir: &std::path::Path) -> std::result::Result<std::fs::File, OpenError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("herald.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| OpenError::Store(StoreError::Backend(Arc::new(e))))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(OpenError::InUse {
+                dir: dir.display().to_string(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(OpenError::Store(StoreError::Backend(Arc::new(e))));
+        }
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    written.map_err(|e| OpenError::Store(StoreError::Backend(Arc::new(e))))?;
+    Ok(file)
+}
+
+/// The embedded SQLite store: one process's, never shared (see `open`).
 pub struct EmbeddedStore {
+    /// The data directory's lock, held as long as the store is open.
+    _lock: std::fs::File,
+    /// Leases released at open, left behind by the previous process.
+    released_at_open: u64,
+    /// Each throttled endpoint's next free start (see `store::next_slot`). A `std` mutex:
+    /// held for one map operation.
+    throttle: Mutex<HashMap<EndpointId, DateTime<Utc>>>,
     writer: Writer,
     readers: Arc<ReadPool>,
     /// Cache of `app_endpoints`. Entries carry the generation they were read at and are
@@ -88,15 +143,16 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// The version of `embedded/schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 4;
+/// The version of `schema.sql`, kept in the database's `user_version`.
+const SCHEMA_VERSION: i64 = 5;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
 /// during a migration leaves the database as it was.
 const MIGRATIONS: &[(i64, &str)] = &[
-    (2, include_str!("embedded/migrate_2_to_3.sql")),
-    (3, include_str!("embedded/migrate_3_to_4.sql")),
+    (2, include_str!("migrate_2_to_3.sql")),
+    (3, include_str!("migrate_3_to_4.sql")),
+    (4, include_str!("migrate_4_to_5.sql")),
 ];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
@@ -167,10 +223,19 @@ fn migrate(conn: &Connection, path: &std::path::Path) -> Result<()> {
 
 impl EmbeddedStore {
     /// Opens (creating if needed) the database and starts the writer thread.
-    pub fn open(config: EmbeddedConfig) -> Result<Self> {
-        if let Some(dir) = config.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(Arc::new(e)))?;
-        }
+    ///
+    /// The embedded store is a single node's: it locks its folder first (`herald.lock`),
+    /// and a second process opening the same folder gets `InUse` before anything is read
+    /// or written. Since no other process can hold a lease on its deliveries, it releases
+    /// every lease left by the previous process (due at once) when it opens.
+    pub fn open(config: EmbeddedConfig) -> std::result::Result<Self, OpenError> {
+        let dir = config
+            .path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| OpenError::Store(StoreError::Backend(Arc::new(e))))?;
+        let lock = lock_dir(&dir)?;
         let conn = Connection::open(&config.path).map_err(backend)?;
         let sync = if config.sync_full { "FULL" } else { "NORMAL" };
         conn.execute_batch(&format!(
@@ -180,7 +245,7 @@ impl EmbeddedStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         migrate(&conn, &config.path)?;
-        conn.execute_batch(include_str!("embedded/schema.sql"))
+        conn.execute_batch(include_str!("schema.sql"))
             .map_err(backend)?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(backend)?;
@@ -194,8 +259,19 @@ impl EmbeddedStore {
             ))
             .map_err(backend)?;
         }
+        // Every lease is the previous process's: its deliveries are due again at once,
+        // with the time of their last change.
+        let released_at_open = conn
+            .execute(
+                "UPDATE deliveries SET leased = 0, next_attempt_at = updated_at WHERE status = 1 AND leased = 1",
+                [],
+            )
+            .map_err(backend)? as u64;
         let writer = Writer::start(conn).map_err(|e| StoreError::Backend(Arc::new(e)))?;
         Ok(Self {
+            _lock: lock,
+            released_at_open,
+            throttle: Mutex::new(HashMap::new()),
             writer,
             readers: Arc::new(ReadPool {
                 config,
@@ -207,6 +283,11 @@ impl EmbeddedStore {
             app_generation: AtomicU64::new(0),
             recover_chunk: 10_000,
         })
+    }
+
+    /// How many leases the previous process left behind, released at open.
+    pub fn released_at_open(&self) -> u64 {
+        self.released_at_open
     }
 
     async fn read<R, F>(&self, f: F) -> Result<R>
@@ -295,6 +376,21 @@ impl Select {
     }
 }
 
+/// Runs a write conditional on a lease for each delivery; returns the positions of those
+/// whose lease did not match (the write changed no row).
+fn fenced<T>(
+    items: &[T],
+    mut write: impl FnMut(&T) -> rusqlite::Result<usize>,
+) -> Result<Vec<usize>> {
+    let mut stale = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if write(item).map_err(backend)? == 0 {
+            stale.push(i);
+        }
+    }
+    Ok(stale)
+}
+
 fn query_all<T>(
     conn: &Connection,
     sql: &str,
@@ -374,6 +470,7 @@ fn endpoint_params(ep: &Endpoint) -> Vec<Value> {
         (!ep.diff_keep.is_empty())
             .then(|| json(&ep.diff_keep))
             .into(),
+        (ep.revision as i64).into(),
     ]
 }
 
@@ -667,7 +764,7 @@ impl Store for EmbeddedStore {
                     return Err(StoreError::NotFound);
                 }
                 let sql = format!(
-                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                    "INSERT INTO endpoints ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
                     rows::ENDPOINT_COLUMNS
                 );
                 conn.execute(&sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
@@ -738,16 +835,29 @@ impl Store for EmbeddedStore {
         Ok(endpoints)
     }
 
-    async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint> {
+    async fn update_endpoint(&self, endpoint: Endpoint, expected: u64) -> Result<Endpoint> {
+        let mut endpoint = endpoint;
+        endpoint.revision = expected + 1;
         let endpoint = self
             .writer
             .write(move |conn| {
-                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17, name = ?18, method = ?19, envelope = ?20, party = ?21, transform = ?22, payload_mode = ?23, diff_keep = ?24 WHERE id = ?1 AND app_id = ?2";
+                let sql = "UPDATE endpoints SET uid = ?3, url = ?4, description = ?5, version = ?6, rate_limit = ?7, disabled = ?8, filter_types = ?9, channels = ?10, metadata = ?11, headers = ?12, secret = ?13, retired_secrets = ?14, updated_at = ?16, filter = ?17, name = ?18, method = ?19, envelope = ?20, party = ?21, transform = ?22, payload_mode = ?23, diff_keep = ?24, revision = ?25 WHERE id = ?1 AND app_id = ?2 AND revision = ?25 - 1";
                 let changed = conn
                     .execute(sql, rusqlite::params_from_iter(endpoint_params(&endpoint)))
                     .map_err(conflict_or_backend("an endpoint with this uid already exists"))?;
                 if changed == 0 {
-                    return Err(StoreError::NotFound);
+                    let exists: bool = conn
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE app_id = ?1 AND id = ?2)",
+                            [endpoint.app_id.as_str(), endpoint.id.as_str()],
+                            |row| row.get(0),
+                        )
+                        .map_err(backend)?;
+                    return Err(if exists {
+                        StoreError::Changed
+                    } else {
+                        StoreError::NotFound
+                    });
                 }
                 Ok(endpoint.clone())
             })
@@ -768,7 +878,7 @@ impl Store for EmbeddedStore {
             .write(move |conn| {
                 let changed = conn
                     .execute(
-                        "UPDATE endpoints SET disabled = 1, updated_at = ?3 WHERE app_id = ?1 AND id = ?2 AND disabled = 0",
+                        "UPDATE endpoints SET disabled = 1, updated_at = ?3, revision = revision + 1 WHERE app_id = ?1 AND id = ?2 AND disabled = 0",
                         params![app, id, ms(at)],
                     )
                     .map_err(backend)?;
@@ -827,6 +937,7 @@ impl Store for EmbeddedStore {
             .write(move |conn| {
                 let NewMessage {
                     message,
+                    owner,
                     deliveries,
                     idempotency_key,
                 } = &new;
@@ -889,14 +1000,14 @@ impl Store for EmbeddedStore {
                 .map_err(conflict_or_backend("a message with this eventId already exists"))?;
                 let mut stmt = conn
                     .prepare_cached(
-                        "INSERT INTO deliveries (id, msg_id, app_id, endpoint_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, ?6, 0, ?7, ?7)",
+                        "INSERT INTO deliveries (id, msg_id, app_id, endpoint_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at, lease_owner, lease_gen) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, ?6, 0, ?7, ?7, ?8, ?9)",
                     )
                     .map_err(backend)?;
                 let created = ms(msg.created_at);
                 for d in &deliveries {
-                    let (next, leased) = match d.leased_until {
-                        Some(until) => (ms(until), true),
-                        None => (created, false),
+                    let (next, leased, lease_owner, generation) = match d.leased_until {
+                        Some(until) => (ms(until), true, Some(owner.0 as i64), FIRST_GENERATION),
+                        None => (created, false, None, 0),
                     };
                     stmt.execute(params![
                         d.id.as_str(),
@@ -905,7 +1016,9 @@ impl Store for EmbeddedStore {
                         d.endpoint_id.as_str(),
                         next,
                         leased,
-                        created
+                        created,
+                        lease_owner,
+                        generation as i64
                     ])
                     .map_err(backend)?;
                 }
@@ -944,64 +1057,92 @@ impl Store for EmbeddedStore {
     async fn lease_due(&self, request: LeaseRequest) -> Result<Leased> {
         self.writer
             .write(move |conn| {
-                let (due, resume_after) = due_by_turns(conn, &request).map_err(backend)?;
-                let leased_until = request.leased_until;
+                let (mut due, resume_after) = due_by_turns(conn, &request).map_err(backend)?;
+                // Each lease gets the next generation, so a holder whose lease ran out is
+                // fenced off from the delivery (its record, release and renew match no row).
                 let mut lease = conn
                     .prepare_cached(
-                        "UPDATE deliveries SET leased = 1, next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2",
+                        "UPDATE deliveries SET leased = 1, next_attempt_at = ?3, lease_owner = ?4, lease_gen = lease_gen + 1 WHERE msg_id = ?1 AND endpoint_id = ?2 RETURNING lease_gen",
                     )
                     .map_err(backend)?;
-                for d in &due {
-                    lease
-                        .execute(params![
-                            d.delivery.msg_id.as_str(),
-                            d.delivery.endpoint_id.as_str(),
-                            ms(leased_until)
-                        ])
+                for d in &mut due {
+                    let generation: i64 = lease
+                        .query_row(
+                            params![
+                                d.delivery.msg_id.as_str(),
+                                d.delivery.endpoint_id.as_str(),
+                                ms(request.leased_until),
+                                request.owner.0 as i64
+                            ],
+                            |r| r.get(0),
+                        )
                         .map_err(backend)?;
+                    d.generation = generation as u64;
                 }
                 Ok(Leased { due, resume_after })
             })
             .await
     }
 
-    async fn release(
+    async fn renew(
         &self,
-        deliveries: &[(MessageId, EndpointId)],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+        owner: NodeId,
+        deliveries: &[LeasedDelivery],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<usize>> {
         let deliveries = deliveries.to_vec();
         self.writer
             .write(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
-                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2 AND leased = 1 AND status = 1",
+                        "UPDATE deliveries SET next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1 AND leased = 1 AND lease_owner = ?4 AND lease_gen = ?5",
                     )
                     .map_err(backend)?;
-                for (msg, endpoint) in &deliveries {
-                    stmt.execute(params![msg.as_str(), endpoint.as_str(), ms(now)])
-                        .map_err(backend)?;
-                }
-                Ok(())
+                fenced(&deliveries, |d| {
+                    stmt.execute(params![
+                        d.msg_id.as_str(),
+                        d.endpoint_id.as_str(),
+                        ms(until),
+                        owner.0 as i64,
+                        d.generation as i64
+                    ])
+                })
             })
             .await
     }
 
-    async fn release_all_leases(&self, now: DateTime<Utc>) -> Result<u64> {
+    async fn release(
+        &self,
+        owner: NodeId,
+        deliveries: &[LeasedDelivery],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<usize>> {
+        let deliveries = deliveries.to_vec();
         self.writer
             .write(move |conn| {
-                let n = conn
-                    .execute(
-                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?1 WHERE status = 1 AND leased = 1",
-                        [ms(now)],
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1 AND leased = 1 AND lease_owner = ?4 AND lease_gen = ?5",
                     )
                     .map_err(backend)?;
-                Ok(n as u64)
+                fenced(&deliveries, |d| {
+                    stmt.execute(params![
+                        d.msg_id.as_str(),
+                        d.endpoint_id.as_str(),
+                        ms(now),
+                        owner.0 as i64,
+                        d.generation as i64
+                    ])
+                })
             })
             .await
     }
 
-    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> Result<()> {
+    async fn record_attempts(
+        &self,
+        owner: NodeId,
+        records: Vec<AttemptRecord>,
+    ) -> Result<Vec<usize>> {
         self.writer
             .write(move |conn| {
                 let insert_sql = format!(
@@ -1009,12 +1150,36 @@ impl Store for EmbeddedStore {
                     rows::ATTEMPT_COLUMNS
                 );
                 let mut insert = conn.prepare_cached(&insert_sql).map_err(backend)?;
+                // The delivery moves on only under the lease the attempt was made with;
+                // the attempt row is written only if it did.
                 let mut update = conn
                     .prepare_cached(
-                        "UPDATE deliveries SET status = ?3, attempts = ?4, next_attempt_at = ?5, leased = 0, trigger = 0, updated_at = ?6 WHERE msg_id = ?1 AND endpoint_id = ?2",
+                        "UPDATE deliveries SET status = ?3, attempts = ?4, next_attempt_at = ?5, leased = 0, trigger = 0, updated_at = ?6 WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1 AND leased = 1 AND lease_owner = ?7 AND lease_gen = ?8",
                     )
                     .map_err(backend)?;
-                for AttemptRecord { attempt, update: next } in &records {
+                let mut stale = Vec::new();
+                for (i, record) in records.iter().enumerate() {
+                    let AttemptRecord {
+                        attempt,
+                        update: next,
+                        generation,
+                    } = record;
+                    let changed = update
+                        .execute(params![
+                            attempt.msg_id.as_str(),
+                            attempt.endpoint_id.as_str(),
+                            next.status.code(),
+                            next.attempts,
+                            next.next_attempt_at.map(ms),
+                            ms(attempt.created_at),
+                            owner.0 as i64,
+                            *generation as i64
+                        ])
+                        .map_err(backend)?;
+                    if changed == 0 {
+                        stale.push(i);
+                        continue;
+                    }
                     insert
                         .execute(params![
                             attempt.id.as_str(),
@@ -1032,18 +1197,8 @@ impl Store for EmbeddedStore {
                             ms(attempt.created_at)
                         ])
                         .map_err(backend)?;
-                    update
-                        .execute(params![
-                            attempt.msg_id.as_str(),
-                            attempt.endpoint_id.as_str(),
-                            next.status.code(),
-                            next.attempts,
-                            next.next_attempt_at.map(ms),
-                            ms(attempt.created_at)
-                        ])
-                        .map_err(backend)?;
                 }
-                Ok(())
+                Ok(stale)
             })
             .await
     }
@@ -1070,7 +1225,9 @@ impl Store for EmbeddedStore {
                 }
                 conn.execute(
                     "INSERT INTO deliveries (id, msg_id, app_id, endpoint_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, 0, 1, ?5, ?5)
-                     ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, attempts = 0, next_attempt_at = ?5, leased = 0, trigger = 1, updated_at = ?5",
+                     ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, attempts = 0, trigger = 1, updated_at = ?5,
+                         next_attempt_at = CASE WHEN leased = 1 AND status = 1 AND next_attempt_at > ?5 THEN next_attempt_at ELSE ?5 END,
+                         leased = CASE WHEN leased = 1 AND status = 1 AND next_attempt_at > ?5 THEN 1 ELSE 0 END",
                     params![DeliveryId::generate().as_str(), msg.as_str(), app.as_str(), endpoint.as_str(), ms(now)],
                 )
                 .map_err(backend)?;
@@ -1166,23 +1323,89 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn throttle_slot(
+        &self,
+        endpoint: &EndpointId,
+        per_second: u32,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        // This process is the store's only node (the data directory's lock), so its memory
+        // is where every dispatcher sees the pacing; it need not survive a restart.
+        let mut next = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, after) = store::next_slot(next.get(endpoint).copied(), now, per_second);
+        match after {
+            Some(after) => next.insert(endpoint.clone(), after),
+            None => next.remove(endpoint),
+        };
+        Ok(start)
+    }
+
     async fn mark_failing(
         &self,
         app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<DateTime<Utc>> {
         let (app, endpoint) = (app.as_str().to_owned(), endpoint.as_str().to_owned());
         self.writer
             .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO failing_endpoints (endpoint_id, app_id, failing_since) VALUES (?1, ?2, ?3) ON CONFLICT (endpoint_id) DO NOTHING",
-                    params![endpoint, app, ms(since)],
-                )
-                .map_err(backend)?;
-                Ok(())
+                let since: i64 = conn
+                    .query_row(
+                        "INSERT INTO failing_endpoints (endpoint_id, app_id, failing_since) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (endpoint_id) DO UPDATE SET failing_since = min(failing_since, excluded.failing_since)
+                         RETURNING failing_since",
+                        params![endpoint, app, ms(since)],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                Ok(rows::time(since))
             })
             .await
+    }
+
+    async fn success_since(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let endpoint = endpoint.as_str().to_owned();
+        self.read(move |conn| {
+            // Attempt ids sort by creation time, so the index on (endpoint_id, id) is read
+            // backwards from the newest, down to the first id that can have been made at
+            // `since`, stopping at the first success.
+            conn.prepare_cached(
+                "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 0 AND created_at >= ?2 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(
+                params![endpoint, ms(since), AttemptId::floor_at(since).as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|t| t.map(rows::time))
+        })
+        .await
+    }
+
+    async fn failure_after(
+        &self,
+        endpoint: &EndpointId,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let endpoint = endpoint.as_str().to_owned();
+        self.read(move |conn| {
+            // Attempt ids sort by creation time: the index on (endpoint_id, id) is read
+            // forwards from the first id that can have been made after `after`.
+            conn.prepare_cached(
+                "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 2 AND created_at > ?2 ORDER BY id LIMIT 1",
+            )?
+            .query_row(
+                params![endpoint, ms(after), AttemptId::floor_at(after).as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|t| t.map(rows::time))
+        })
+        .await
     }
 
     async fn clear_failing(&self, endpoint: &EndpointId) -> Result<()> {
@@ -1475,6 +1698,7 @@ fn due_by_turns(
         Ok(DueDelivery {
             delivery: rows::delivery(row)?,
             message: rows::message_at(row, rows::DELIVERY_WIDTH)?,
+            generation: 0,
         })
     };
     let mut due = Vec::new();

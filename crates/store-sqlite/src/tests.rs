@@ -11,7 +11,7 @@ async fn embedded_store_passes_the_conformance_suite() {
         max_bytes: None,
     })
     .unwrap();
-    crate::conformance(Arc::new(store)).await;
+    store::conformance(Arc::new(store)).await;
 }
 
 /// A full store refuses the write that does not fit, whole, says the disk is full, and
@@ -57,9 +57,10 @@ async fn a_full_store_refuses_writes_cleanly() {
             created_at: Utc::now(),
         };
         match store
-            .insert_message(crate::NewMessage {
+            .insert_message(store::NewMessage {
+                owner: store::conformance::NODE_A,
                 message: message.clone(),
-                deliveries: crate::Deliveries::Known(Vec::new()),
+                deliveries: store::Deliveries::Known(Vec::new()),
                 idempotency_key: None,
             })
             .await
@@ -69,13 +70,9 @@ async fn a_full_store_refuses_writes_cleanly() {
         }
         assert!(stored.len() < 1000, "the limit is enforced");
     };
-    let (StoreError::Backend(cause), refused) = full else {
-        panic!("a backend error")
+    let (StoreError::StorageFull(_), refused) = full else {
+        panic!("storage full, not {:?}", full.0)
     };
-    let io = cause
-        .downcast_ref::<std::io::Error>()
-        .unwrap_or_else(|| panic!("an io error, not {cause:?}"));
-    assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
     assert!(stored.len() > 10, "{} stored first", stored.len());
     assert!(
         store
@@ -99,9 +96,9 @@ async fn a_full_store_refuses_writes_cleanly() {
 /// the window is recovered, across chunk boundaries, and nothing else is touched.
 #[tokio::test]
 async fn recover_covers_every_chunk() {
-    use crate::conformance::{app, attempt_for, endpoint, message, t};
-    use crate::{AttemptRecord, Deliveries, DeliveryUpdate, NewDelivery, NewMessage};
     use model::{DeliveryId, Status};
+    use store::conformance::{app, attempt_for, endpoint, message, t};
+    use store::{AttemptRecord, Deliveries, DeliveryUpdate, NewDelivery, NewMessage};
 
     let dir = tempfile::tempdir().unwrap();
     let mut store = EmbeddedStore::open(EmbeddedConfig {
@@ -120,6 +117,7 @@ async fn recover_covers_every_chunk() {
     for i in 1..=23 {
         store
             .insert_message(NewMessage {
+                owner: store::conformance::NODE_A,
                 message: message(&a.id, None, t(i)),
                 deliveries: Deliveries::Known(vec![NewDelivery {
                     id: DeliveryId::generate(),
@@ -132,7 +130,12 @@ async fn recover_covers_every_chunk() {
             .unwrap();
     }
     let due = store
-        .lease_due(LeaseRequest::new(t(30), t(40), 100))
+        .lease_due(LeaseRequest::new(
+            store::conformance::NODE_A,
+            t(30),
+            t(40),
+            100,
+        ))
         .await
         .unwrap()
         .due;
@@ -147,6 +150,7 @@ async fn recover_covers_every_chunk() {
                 Status::Fail
             };
             AttemptRecord {
+                generation: d.generation,
                 attempt: attempt_for(d, status, t(31)),
                 update: DeliveryUpdate {
                     status,
@@ -156,7 +160,10 @@ async fn recover_covers_every_chunk() {
             }
         })
         .collect();
-    store.record_attempts(records).await.unwrap();
+    store
+        .record_attempts(store::conformance::NODE_A, records)
+        .await
+        .unwrap();
 
     // Created in [t(3), t(22)): 19 messages, of which 5, 10, 15 and 20 succeeded: 15 to
     // recover, in chunks of 4 deliveries.
@@ -166,7 +173,12 @@ async fn recover_covers_every_chunk() {
         .unwrap();
     assert_eq!(recovered, 15);
     let due = store
-        .lease_due(LeaseRequest::new(t(50), t(60), 100))
+        .lease_due(LeaseRequest::new(
+            store::conformance::NODE_A,
+            t(50),
+            t(60),
+            100,
+        ))
         .await
         .unwrap()
         .due;
@@ -277,12 +289,12 @@ CREATE INDEX attempts_endpoint ON attempts (endpoint_id, id);
 /// afterwards, read and written as before, with the tables keyed the new way.
 #[tokio::test]
 async fn a_schema_2_database_is_migrated_at_open() {
-    use crate::conformance::{app, attempt_for, endpoint, message, t};
-    use crate::{
+    use model::{DeliveryId, Status};
+    use store::conformance::{app, attempt_for, endpoint, message, t};
+    use store::{
         AttemptFilter, AttemptRecord, Deliveries, DeliveryUpdate, NewDelivery, NewMessage, Order,
         Page,
     };
-    use model::{DeliveryId, Status};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.db");
@@ -310,6 +322,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
         messages.push(m.id.clone());
         store
             .insert_message(NewMessage {
+                owner: store::conformance::NODE_A,
                 message: m,
                 deliveries: Deliveries::Known(vec![NewDelivery {
                     id: DeliveryId::generate(),
@@ -322,7 +335,12 @@ async fn a_schema_2_database_is_migrated_at_open() {
             .unwrap();
     }
     let due = store
-        .lease_due(LeaseRequest::new(t(10), t(15), 2))
+        .lease_due(LeaseRequest::new(
+            store::conformance::NODE_A,
+            t(10),
+            t(15),
+            2,
+        ))
         .await
         .unwrap()
         .due;
@@ -332,6 +350,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
         .iter()
         .zip(outcomes)
         .map(|(d, (status, next_attempt_at))| AttemptRecord {
+            generation: d.generation,
             attempt: attempt_for(d, status, t(11)),
             update: DeliveryUpdate {
                 status: if next_attempt_at.is_some() {
@@ -344,7 +363,10 @@ async fn a_schema_2_database_is_migrated_at_open() {
             },
         })
         .collect();
-    store.record_attempts(records).await.unwrap();
+    store
+        .record_attempts(store::conformance::NODE_A, records)
+        .await
+        .unwrap();
     let attempts_before = store
         .list_attempts(&a.id, &AttemptFilter::default(), &page())
         .await
@@ -370,9 +392,11 @@ async fn a_schema_2_database_is_migrated_at_open() {
          DROP INDEX deliveries_leased; DROP INDEX deliveries_waiting;
          DROP INDEX deliveries_endpoint; DROP INDEX attempts_endpoint;
          {SCHEMA_2_DELIVERIES_AND_ATTEMPTS}
-         INSERT INTO deliveries SELECT * FROM deliveries_now;
+         INSERT INTO deliveries SELECT id, msg_id, app_id, endpoint_id, status, attempts,
+             next_attempt_at, leased, trigger, created_at, updated_at FROM deliveries_now;
          INSERT INTO attempts SELECT * FROM attempts_now;
          DROP TABLE deliveries_now; DROP TABLE attempts_now;
+         ALTER TABLE endpoints DROP COLUMN revision;
          PRAGMA user_version = 2;
          COMMIT;"
     ))
@@ -469,7 +493,12 @@ async fn a_schema_2_database_is_migrated_at_open() {
     // And the pipeline goes on: the failed one and the never attempted one come due,
     // and recording them finds their rows.
     let due = store
-        .lease_due(LeaseRequest::new(t(30), t(35), 10))
+        .lease_due(LeaseRequest::new(
+            store::conformance::NODE_A,
+            t(30),
+            t(35),
+            10,
+        ))
         .await
         .unwrap()
         .due;
@@ -479,6 +508,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
     let records = due
         .iter()
         .map(|d| AttemptRecord {
+            generation: d.generation,
             attempt: attempt_for(d, Status::Success, t(31)),
             update: DeliveryUpdate {
                 status: Status::Success,
@@ -487,10 +517,18 @@ async fn a_schema_2_database_is_migrated_at_open() {
             },
         })
         .collect();
-    store.record_attempts(records).await.unwrap();
+    store
+        .record_attempts(store::conformance::NODE_A, records)
+        .await
+        .unwrap();
     assert!(
         store
-            .lease_due(LeaseRequest::new(t(100), t(105), 10))
+            .lease_due(LeaseRequest::new(
+                store::conformance::NODE_A,
+                t(100),
+                t(105),
+                10
+            ))
             .await
             .unwrap()
             .due
@@ -588,8 +626,8 @@ async fn a_failing_write_rolls_back_alone_in_its_group() {
 /// many there are, and says where it stopped; the next poll goes on from there.
 #[tokio::test]
 async fn a_poll_visits_a_bounded_number_of_endpoints_and_the_next_goes_on() {
-    use crate::LeaseRequest;
-    use crate::conformance::{app, endpoints_in_turn_order, message_to_each, t};
+    use store::LeaseRequest;
+    use store::conformance::{app, endpoints_in_turn_order, message_to_each, t};
 
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EmbeddedConfig {
@@ -605,7 +643,7 @@ async fn a_poll_visits_a_bounded_number_of_endpoints_and_the_next_goes_on() {
     let request = |after: Option<EndpointId>| LeaseRequest {
         after,
         per_endpoint: 1,
-        ..LeaseRequest::new(t(10), t(100), 10 * n)
+        ..LeaseRequest::new(store::conformance::NODE_A, t(10), t(100), 10 * n)
     };
     let first = store.lease_due(request(None)).await.unwrap();
     assert_eq!(first.due.len(), TURNS_PER_POLL);
@@ -613,4 +651,72 @@ async fn a_poll_visits_a_bounded_number_of_endpoints_and_the_next_goes_on() {
     let second = store.lease_due(request(first.resume_after)).await.unwrap();
     let rest: Vec<_> = second.due.iter().map(|d| &d.delivery.endpoint_id).collect();
     assert_eq!(rest, ids[TURNS_PER_POLL..].iter().collect::<Vec<_>>());
+}
+
+/// The embedded store is one process's: a second open of its folder is refused, naming
+/// the process that has it, before anything is read or written; and the leases the last
+/// process left behind are released when the folder is opened again.
+#[tokio::test]
+async fn one_process_per_data_directory_and_its_leases_come_back_at_open() {
+    use store::conformance::{NODE_A, app, endpoint, message, t};
+    use store::{Deliveries, LeaseRequest, NewDelivery, NewMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig {
+        path: dir.path().join("herald.db"),
+        sync_full: false,
+        max_bytes: None,
+    };
+    let store = EmbeddedStore::open(config.clone()).unwrap();
+    assert_eq!(store.released_at_open(), 0);
+    let a = store.create_app(app(None)).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    store
+        .insert_message(NewMessage {
+            message: message(&a.id, None, t(1)),
+            owner: NODE_A,
+            deliveries: Deliveries::Known(vec![NewDelivery {
+                id: DeliveryId::generate(),
+                endpoint_id: e.id.clone(),
+                leased_until: Some(t(1000)),
+            }]),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let files = |dir: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| {
+                let f = f.unwrap();
+                (f.file_name(), f.metadata().unwrap().len())
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files(dir.path());
+    match EmbeddedStore::open(config.clone()) {
+        Err(OpenError::InUse { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+        Err(other) => panic!("in use, not {other}"),
+        Ok(_) => panic!("a second open of a folder in use succeeded"),
+    }
+    assert_eq!(
+        files(dir.path()),
+        before,
+        "the refused open changed nothing"
+    );
+    drop(store);
+
+    let store = EmbeddedStore::open(config).unwrap();
+    assert_eq!(store.released_at_open(), 1);
+    let due = store
+        .lease_due(LeaseRequest::new(NODE_A, t(2), t(100), 10))
+        .await
+        .unwrap()
+        .due;
+    assert_eq!(due.len(), 1, "a lease left behind is due at once");
 }

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
     party TEXT,
     payload_mode TEXT NOT NULL DEFAULT 'full',
     diff_keep TEXT,
+    -- Grows with every write: updates are compare-and-set on it.
+    revision INTEGER NOT NULL DEFAULT 1,
     UNIQUE (app_id, uid)
 );
 CREATE INDEX IF NOT EXISTS endpoints_app ON endpoints (app_id, id);
@@ -104,7 +106,9 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (app_id, key)
 );
 -- status: 0 success, 1 pending, 2 fail, 3 sending (Svix's MessageStatus).
--- A leased delivery has leased = 1 and next_attempt_at = the end of its lease.
+-- A leased delivery has leased = 1, next_attempt_at = the end of its lease, lease_owner =
+-- the node holding it and lease_gen = the lease's fencing generation (grown by each lease;
+-- writes about a leased delivery match on owner and generation).
 -- A delivery is one message to one endpoint, so that pair is its key and every write
 -- finds it by that pair; its id is kept (for the API) but not indexed, since an index on
 -- it would be one more B-tree written by every publish.
@@ -120,6 +124,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     trigger INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    lease_owner INTEGER,
+    lease_gen INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (msg_id, endpoint_id)
 ) WITHOUT ROWID;
 -- Pending deliveries, in two parts. Leased to a process (created at ingest and attempted

@@ -61,7 +61,7 @@ pub(crate) fn event_type(row: &Row<'_>) -> rusqlite::Result<EventType> {
     })
 }
 
-pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter, name, method, envelope, party, transform, payload_mode, diff_keep";
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter, name, method, envelope, party, transform, payload_mode, diff_keep, revision";
 
 /// Retired secrets are stored as `[[secret, expires_ms], …]`.
 pub(crate) fn retired_json(retired: &[RetiredSecret]) -> String {
@@ -105,6 +105,7 @@ pub(crate) fn endpoint(row: &Row<'_>) -> rusqlite::Result<Endpoint> {
         transform: parse_opt(row.get(21)?),
         payload_mode: PayloadMode::parse(&row.get::<_, String>(22)?).unwrap_or_default(),
         diff_keep: parse_opt(row.get(23)?).unwrap_or_default(),
+        revision: row.get::<_, i64>(24)? as u64,
     })
 }
 

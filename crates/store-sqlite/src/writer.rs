@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::{Result, StoreError};
+use store::{Result, StoreError};
 
 /// How many writes at most share one transaction.
 const MAX_GROUP: usize = 512;
@@ -239,16 +239,17 @@ fn take_waiting(rx: &mpsc::Receiver<Job>, group: &mut Vec<Job>) {
     }
 }
 
-/// A backend error; a full disk is reported as `io::ErrorKind::StorageFull` so callers can
-/// say so without knowing SQLite.
+/// A backend error, in the variant a caller branches on: a full disk (or the size cap) is
+/// `StorageFull`, a database locked past the busy timeout is `Unavailable`.
 pub(crate) fn backend(err: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(e, _) = &err
-        && e.code == rusqlite::ErrorCode::DiskFull
-    {
-        return StoreError::Backend(Arc::new(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            err,
-        )));
+    if let rusqlite::Error::SqliteFailure(e, _) = &err {
+        match e.code {
+            rusqlite::ErrorCode::DiskFull => return StoreError::StorageFull(Arc::new(err)),
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable(Arc::new(err));
+            }
+            _ => {}
+        }
     }
     StoreError::Backend(Arc::new(err))
 }
