@@ -19,6 +19,8 @@ mod record;
 mod schedule;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 mod throttle;
 mod worker;
 
