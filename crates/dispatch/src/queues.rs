@@ -201,6 +201,10 @@ impl Queues {
             };
             queue.in_ready = false;
             let Some(job) = queue.jobs.pop_front() else {
+                // Its jobs were dropped while it waited for its turn.
+                if queue.in_flight == 0 {
+                    self.by_endpoint.remove(&endpoint);
+                }
                 continue;
             };
             queue.in_flight += 1;
@@ -230,7 +234,7 @@ impl Queues {
             queue.in_ready = true;
             self.ready.push_back(endpoint.clone());
         }
-        if queue.jobs.is_empty() && queue.in_flight == 0 {
+        if queue.jobs.is_empty() && queue.in_flight == 0 && !queue.in_ready {
             self.by_endpoint.remove(endpoint);
         }
     }
@@ -325,8 +329,9 @@ impl Queues {
                 keep
             });
         }
+        // A queue waiting for its turn stays until the turn comes (it is in `ready`).
         self.by_endpoint
-            .retain(|_, q| !q.jobs.is_empty() || q.in_flight > 0);
+            .retain(|_, q| q.in_ready || !q.jobs.is_empty() || q.in_flight > 0);
         for id in &dropped {
             self.forget(id);
         }

@@ -230,3 +230,19 @@ fn renewal_extends_kept_leases_and_drops_lost_ones() {
         "the lost one is no longer held"
     );
 }
+
+/// An endpoint whose queued jobs all lost their leases while it waited for its turn keeps
+/// its place in the turns, once: new jobs for it still start one slot at a time.
+#[test]
+fn an_endpoint_emptied_by_lost_leases_keeps_its_cap() {
+    let ids = endpoints(1);
+    let mut q = Queues::new(limits(10, 1, 100, 100));
+    let lost = job(&ids[0], 1);
+    q.push(lost.clone());
+    let gone = HashMap::from([(lost.delivery_id.clone(), 1)]);
+    assert_eq!(q.renewed(&HashMap::new(), &gone, lost.lease_until), 1);
+    q.push(job(&ids[0], 1));
+    q.push(job(&ids[0], 1));
+    assert!(q.start_next().is_some());
+    assert!(q.start_next().is_none(), "one slot per endpoint");
+}
