@@ -153,7 +153,7 @@ impl Shared {
                 generation,
                 node = %self.config.node,
                 what,
-                "lease lost: the store refused this node's write (another lease replaced it)"
+                "lease lost: the store refused this node's write (another lease replaced it, or the delivery was deleted)"
             );
         }
         self.stale_writes.fetch_add(n, Ordering::Relaxed);

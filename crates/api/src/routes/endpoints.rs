@@ -900,7 +900,7 @@ async fn create_endpoint(
 /// Get an endpoint by id or uid.
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
     params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 200, body = EndpointOut), (status = 404, body = crate::error::HttpErrorOut)))]
+    responses((status = 200, body = EndpointOut, headers(("ETag" = String, description = "The endpoint's revision, for If-Match"))), (status = 404, body = crate::error::HttpErrorOut)))]
 async fn get_endpoint(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
@@ -911,8 +911,8 @@ async fn get_endpoint(
 
 /// Update an endpoint, creating it if missing (upsert).
 #[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
-    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointUpdate,
-    responses((status = 200, body = EndpointOut), (status = 201, body = EndpointOut)))]
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path), ("If-Match" = Option<String>, Header, description = "Write only if the endpoint is still at this revision (its ETag), else 412")), request_body = EndpointUpdate,
+    responses((status = 200, body = EndpointOut, headers(("ETag" = String, description = "The endpoint's revision, for If-Match"))), (status = 201, body = EndpointOut, headers(("ETag" = String, description = "The endpoint's revision, for If-Match"))), (status = 412, body = crate::error::HttpErrorOut)))]
 async fn update_endpoint(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
@@ -960,8 +960,8 @@ async fn update_endpoint(
 
 /// Change some fields of an endpoint.
 #[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
-    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointPatch,
-    responses((status = 200, body = EndpointOut)))]
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path), ("If-Match" = Option<String>, Header, description = "Write only if the endpoint is still at this revision (its ETag), else 412")), request_body = EndpointPatch,
+    responses((status = 200, body = EndpointOut, headers(("ETag" = String, description = "The endpoint's revision, for If-Match"))), (status = 412, body = crate::error::HttpErrorOut)))]
 async fn patch_endpoint(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
@@ -1047,8 +1047,8 @@ async fn get_endpoint_secret(
 /// Rotate the signing secret. The old secret keeps signing (both signatures are sent)
 /// for the grace period. Answers with the new secret, as the Svix SDK expects.
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate", tag = "Endpoint",
-    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointSecretRotateIn,
-    responses((status = 200, body = EndpointSecretOut), (status = 400, body = crate::error::HttpErrorOut)))]
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path), ("If-Match" = Option<String>, Header, description = "Write only if the endpoint is still at this revision (its ETag), else 412")), request_body = EndpointSecretRotateIn,
+    responses((status = 200, body = EndpointSecretOut), (status = 400, body = crate::error::HttpErrorOut), (status = 412, body = crate::error::HttpErrorOut)))]
 async fn rotate_endpoint_secret(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
@@ -1100,8 +1100,8 @@ async fn get_endpoint_headers(
 
 /// Replace the endpoint's custom headers.
 #[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
-    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointHeadersIn,
-    responses((status = 204)))]
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path), ("If-Match" = Option<String>, Header, description = "Write only if the endpoint is still at this revision (its ETag), else 412")), request_body = EndpointHeadersIn,
+    responses((status = 204), (status = 412, body = crate::error::HttpErrorOut)))]
 async fn update_endpoint_headers(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
@@ -1118,8 +1118,8 @@ async fn update_endpoint_headers(
 
 /// Set, change or remove some custom headers.
 #[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
-    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointHeadersPatchIn,
-    responses((status = 204)))]
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path), ("If-Match" = Option<String>, Header, description = "Write only if the endpoint is still at this revision (its ETag), else 412")), request_body = EndpointHeadersPatchIn,
+    responses((status = 204), (status = 412, body = crate::error::HttpErrorOut)))]
 async fn patch_endpoint_headers(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
