@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use model::{AppId, Endpoint, EndpointId, Message, MessageId, Secret};
+use model::{AppId, Application, Endpoint, EndpointId, Message, MessageId, Secret};
+use store::Store;
+use store_sqlite::{EmbeddedConfig, EmbeddedStore};
 
 /// An endpoint of `app_x` at `http://127.0.0.1/`, subscribed to `types` and `channels`
 /// (all when `None`).
@@ -58,4 +60,29 @@ pub(crate) fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
         previous: None,
         created_at: Utc::now(),
     }
+}
+
+/// An embedded store in `dir` with one application in it.
+pub(crate) async fn store_with_app(dir: &std::path::Path) -> (Arc<dyn Store>, Application) {
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(EmbeddedConfig {
+            path: dir.join("herald.db"),
+            sync_full: true,
+            max_bytes: None,
+        })
+        .unwrap(),
+    );
+    let app = store
+        .create_app(Application {
+            id: AppId::generate(),
+            uid: None,
+            name: "acme".into(),
+            rate_limit: None,
+            metadata: Default::default(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    (store, app)
 }

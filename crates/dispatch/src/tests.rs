@@ -8,15 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use model::{AppId, Application, Clock, Endpoint, Status};
+use model::{Clock, Endpoint, Status};
 use store::{DeliveryFilter, NodeId, Order, Page, Store};
-use store_sqlite::{EmbeddedConfig, EmbeddedStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use transport::{DestinationPolicy, HttpTransportConfig, Transports};
 
 use crate::schedule::RetryPolicy;
-use crate::testing::endpoint;
+use crate::testing::{endpoint, store_with_app};
 use crate::{Dispatcher, DispatcherConfig, Publish};
 
 /// The real time, shifted by what a test adds: time can jump forward.
@@ -153,26 +152,7 @@ struct Setup {
 impl TwoNodes {
     async fn start(receiver: &Receiver, setup: Setup) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            EmbeddedStore::open(EmbeddedConfig {
-                path: dir.path().join("herald.db"),
-                sync_full: false,
-                max_bytes: None,
-            })
-            .unwrap(),
-        );
-        let app = store
-            .create_app(Application {
-                id: AppId::generate(),
-                uid: None,
-                name: "acme".into(),
-                rate_limit: None,
-                metadata: Default::default(),
-                created_at: Utc::now(),
-                updated_at: Utc::now(),
-            })
-            .await
-            .unwrap();
+        let (store, app) = store_with_app(dir.path()).await;
         let mut ep = endpoint(None, None, false);
         ep.app_id = app.id.clone();
         ep.url = receiver.url.clone();

@@ -285,6 +285,42 @@ impl EmbeddedStore {
         })
     }
 
+    /// Sets `set` (which may use `?3`, `at`) on each of `deliveries` still leased to `owner`
+    /// under its generation; returns the positions of the others, left as they are.
+    async fn fenced_update(
+        &self,
+        set: &'static str,
+        owner: NodeId,
+        deliveries: &[LeasedDelivery],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<usize>> {
+        let deliveries = deliveries.to_vec();
+        let sql = format!(
+            "UPDATE deliveries SET {set} WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1 AND leased = 1 AND lease_owner = ?4 AND lease_gen = ?5"
+        );
+        self.writer
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+                let mut stale = Vec::new();
+                for (i, d) in deliveries.iter().enumerate() {
+                    let changed = stmt
+                        .execute(params![
+                            d.msg_id.as_str(),
+                            d.endpoint_id.as_str(),
+                            ms(at),
+                            owner.0 as i64,
+                            d.generation as i64
+                        ])
+                        .map_err(backend)?;
+                    if changed == 0 {
+                        stale.push(i);
+                    }
+                }
+                Ok(stale)
+            })
+            .await
+    }
+
     /// How many leases the previous process left behind, released at open.
     pub fn released_at_open(&self) -> u64 {
         self.released_at_open
@@ -374,21 +410,6 @@ impl Select {
         sql.push_str(&format!(" ORDER BY {key} {dir} LIMIT {}", page.limit + 1));
         (sql, self.params)
     }
-}
-
-/// Runs a write conditional on a lease for each delivery; returns the positions of those
-/// whose lease did not match (the write changed no row).
-fn fenced<T>(
-    items: &[T],
-    mut write: impl FnMut(&T) -> rusqlite::Result<usize>,
-) -> Result<Vec<usize>> {
-    let mut stale = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        if write(item).map_err(backend)? == 0 {
-            stale.push(i);
-        }
-    }
-    Ok(stale)
 }
 
 fn query_all<T>(
@@ -1090,24 +1111,7 @@ impl Store for EmbeddedStore {
         deliveries: &[LeasedDelivery],
         until: DateTime<Utc>,
     ) -> Result<Vec<usize>> {
-        let deliveries = deliveries.to_vec();
-        self.writer
-            .write(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1 AND leased = 1 AND lease_owner = ?4 AND lease_gen = ?5",
-                    )
-                    .map_err(backend)?;
-                fenced(&deliveries, |d| {
-                    stmt.execute(params![
-                        d.msg_id.as_str(),
-                        d.endpoint_id.as_str(),
-                        ms(until),
-                        owner.0 as i64,
-                        d.generation as i64
-                    ])
-                })
-            })
+        self.fenced_update("next_attempt_at = ?3", owner, deliveries, until)
             .await
     }
 
@@ -1117,24 +1121,7 @@ impl Store for EmbeddedStore {
         deliveries: &[LeasedDelivery],
         now: DateTime<Utc>,
     ) -> Result<Vec<usize>> {
-        let deliveries = deliveries.to_vec();
-        self.writer
-            .write(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET leased = 0, next_attempt_at = ?3 WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1 AND leased = 1 AND lease_owner = ?4 AND lease_gen = ?5",
-                    )
-                    .map_err(backend)?;
-                fenced(&deliveries, |d| {
-                    stmt.execute(params![
-                        d.msg_id.as_str(),
-                        d.endpoint_id.as_str(),
-                        ms(now),
-                        owner.0 as i64,
-                        d.generation as i64
-                    ])
-                })
-            })
+        self.fenced_update("leased = 0, next_attempt_at = ?3", owner, deliveries, now)
             .await
     }
 

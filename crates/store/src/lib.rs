@@ -128,12 +128,12 @@ pub enum Deliveries {
     /// For a message about an entity, whose deliveries depend on the entity's previous
     /// snapshot: called inside the transaction that reads and replaces the snapshot, with
     /// that snapshot, so concurrent messages about one entity each see their predecessor.
-    /// It runs on the store's writer: keep it to the fan-out decision.
+    /// It runs while the store's transaction is open: keep it to the fan-out decision.
     FromPrevious(Decide),
 }
 
 /// Decides a message's deliveries from its entity's previous snapshot.
-/// The store may call it more than once (a write whose group is rolled back runs again).
+/// The store may call it more than once (a transaction that is retried runs it again).
 pub type Decide = Box<dyn Fn(Option<&str>) -> Vec<NewDelivery> + Send>;
 
 impl std::fmt::Debug for Deliveries {
@@ -214,9 +214,9 @@ pub struct Leased {
     /// Grouped by endpoint, in turn order; each endpoint's oldest due first.
     pub due: Vec<DueDelivery>,
     /// The last endpoint this poll visited: the next poll starts after it (its
-    /// `LeaseRequest::after`). A store may end a poll's round early (the embedded one after
-    /// `TURNS_PER_POLL` endpoints), so that a poll costs the same however many endpoints
-    /// have deliveries waiting; the next poll goes on from here.
+    /// `LeaseRequest::after`). A store may end a poll's round early, after a bounded number
+    /// of endpoints, so that a poll costs the same however many endpoints have deliveries
+    /// waiting; the next poll goes on from here.
     pub resume_after: Option<EndpointId>,
 }
 
@@ -289,7 +289,7 @@ pub struct StatusCounts {
 pub trait Store: Send + Sync + 'static {
     // Applications.
     async fn create_app(&self, app: Application) -> Result<Application>;
-    /// Looks up an application by id or by uid.
+    /// Looks up an application by id or by uid. Cached like `app_endpoints`.
     async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>>;
     async fn list_apps(&self, page: &Page) -> Result<Vec<Application>>;
     async fn update_app(&self, app: Application) -> Result<Application>;
@@ -309,8 +309,10 @@ pub trait Store: Send + Sync + 'static {
     /// Looks up an endpoint of `app` by id or by uid.
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>>;
     async fn list_endpoints(&self, app: &AppId, page: &Page) -> Result<Vec<Endpoint>>;
-    /// All endpoints of an application, for fan-out and attempts. Backends may cache this;
-    /// it reflects every endpoint write that completed before the call.
+    /// All endpoints of an application, for fan-out and attempts. Backends may cache this:
+    /// it reflects every endpoint write that completed on this node before the call, and
+    /// every write another node completed more than a second before it (an endpoint
+    /// disabled, deleted or edited anywhere is honoured everywhere within a second).
     async fn app_endpoints(&self, app: &AppId) -> Result<Arc<Vec<Endpoint>>>;
     /// Replaces an endpoint if its `revision` is still `expected` (a compare-and-set:
     /// `Changed` if another write changed it since it was read, `NotFound` if it is gone).

@@ -6,14 +6,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use model::{Clock, SystemClock};
-use store::Store;
-use store_sqlite::{EmbeddedConfig, EmbeddedStore};
 use transport::{DestinationPolicy, HttpTransportConfig, Transports};
 
 use super::Publish;
 use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::schedule::RetryPolicy;
-use crate::testing::endpoint;
+use crate::testing::{endpoint, store_with_app};
 
 /// A client that disconnects mid-publish drops the handler's future, and with it the
 /// ingest's, possibly while its write is in the store's queue. The slots it reserved for
@@ -22,26 +20,7 @@ use crate::testing::endpoint;
 #[tokio::test]
 async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(EmbeddedConfig {
-            path: dir.path().join("herald.db"),
-            sync_full: true,
-            max_bytes: None,
-        })
-        .unwrap(),
-    );
-    let app = store
-        .create_app(model::Application {
-            id: model::AppId::generate(),
-            uid: None,
-            name: "acme".into(),
-            rate_limit: None,
-            metadata: Default::default(),
-            created_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    let (store, app) = store_with_app(dir.path()).await;
     let mut ep = endpoint(None, None, false);
     ep.app_id = app.id.clone();
     // `http://127.0.0.1/`, which the default policy refuses: an ingest that does complete
