@@ -54,6 +54,26 @@ impl AdminToken {
         Self(Arc::new(Sha256::digest(token.as_bytes()).into()))
     }
 
+    /// The admin token known by its SHA-256 digest (lowercase hex, as `digest`), as the
+    /// nodes sharing a database keep it; `None` if `digest` is not one.
+    pub fn from_digest(digest: &str) -> Option<Self> {
+        let bytes = digest.as_bytes();
+        if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let text = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(Self(Arc::new(out)))
+    }
+
+    /// The token's digest, lowercase hex.
+    pub fn digest(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn accepts(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         bool::from(digest.ct_eq(&*self.0))
@@ -161,5 +181,20 @@ impl Modify for BearerAuth {
             "HTTPBearer",
             Vec::<String>::new(),
         )]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminToken;
+
+    #[test]
+    fn a_token_known_by_its_digest_accepts_the_token() {
+        let kept = AdminToken::new("hrd_secret").digest();
+        let token = AdminToken::from_digest(&kept).unwrap();
+        assert!(token.accepts("hrd_secret"));
+        assert!(!token.accepts("hrd_other"));
+        assert!(AdminToken::from_digest("xyz").is_none());
+        assert!(AdminToken::from_digest(&"g".repeat(64)).is_none());
     }
 }

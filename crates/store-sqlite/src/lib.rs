@@ -1423,6 +1423,25 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn admin_token_digest(&self, proposed: &str) -> Result<String> {
+        let proposed = proposed.to_owned();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO settings (key, value) VALUES ('admin_token_sha256', ?1) ON CONFLICT (key) DO NOTHING",
+                    [&proposed],
+                )
+                .map_err(backend)?;
+                conn.query_row(
+                    "SELECT value FROM settings WHERE key = 'admin_token_sha256'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+            .await
+    }
+
     async fn create_token(&self, token: ApiToken) -> Result<ApiToken> {
         let row = token.clone();
         self.writer

@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS failing_endpoints (
     app_id TEXT NOT NULL,
     failing_since INTEGER NOT NULL
 );
+-- Settings every node shares (the admin token's digest).
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 -- Application-scoped API tokens: only a SHA-256 digest of each token is kept.
 CREATE TABLE IF NOT EXISTS tokens (
     digest TEXT PRIMARY KEY,

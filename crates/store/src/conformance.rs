@@ -40,6 +40,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     entity_snapshots(&*store).await;
     tokens(&*store).await;
     failing_endpoints(&*store).await;
+    admin_token_digest(&*store).await;
     leases_are_owned_and_fenced(&*store).await;
     two_nodes_never_hold_one_delivery(store.clone()).await;
     failure_streaks_are_shared(&*store).await;
@@ -1387,4 +1388,14 @@ async fn endpoint_updates_are_compare_and_set(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
     store.delete_app(&a.id).await.unwrap();
+}
+
+/// The first digest proposed is the one every later caller gets.
+async fn admin_token_digest(store: &dyn Store) {
+    let first = "a".repeat(64);
+    assert_eq!(store.admin_token_digest(&first).await.unwrap(), first);
+    assert_eq!(
+        store.admin_token_digest(&"b".repeat(64)).await.unwrap(),
+        first
+    );
 }

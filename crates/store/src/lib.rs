@@ -441,6 +441,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every endpoint recorded as failing, with the time it started.
     async fn failing_endpoints(&self) -> Result<Vec<(EndpointId, DateTime<Utc>)>>;
 
+    /// The SHA-256 digest (lowercase hex) of the admin token every node accepts: the one
+    /// kept before, or `proposed` if none was, which is kept now (the first node to start
+    /// decides, whichever it is).
+    async fn admin_token_digest(&self, proposed: &str) -> Result<String>;
+
     // Application-scoped API tokens.
     async fn create_token(&self, token: ApiToken) -> Result<ApiToken>;
     /// The token whose SHA-256 digest (lowercase hex) is `digest`, revoked or not.
