@@ -3,19 +3,23 @@
 # end-to-end tests, the official Svix Python SDK against a real Herald, and Schemathesis
 # fuzzing the API from its OpenAPI document (bounded; scripts/fuzz.sh runs the longer
 # cargo-fuzz targets, outside this script).
-# Installs what it needs (Debian's rabbitmq-server, a Python virtualenv with the SDK and
-# Schemathesis) and starts and stops every server itself. Works on a fresh machine with
+# Installs what it needs (Debian's rabbitmq-server and postgresql, a Python virtualenv with
+# the SDK and Schemathesis) and starts and stops every server itself (a RabbitMQ node and
+# a throwaway PostgreSQL cluster, both on loopback). Works on a fresh machine with
 # the Rust toolchain and Python 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/rabbitmq.sh
+source scripts/postgres.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 start_rabbitmq
+start_postgres
+trap 'stop_postgres; stop_rabbitmq' EXIT
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== Svix Python SDK conformance"
