@@ -17,12 +17,15 @@ use crate::cli::ServeArgs;
 pub(crate) struct Settings {
     pub(crate) bind: SocketAddr,
     pub(crate) data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded store.
+    pub(crate) database: Option<Database>,
     pub(crate) admin_token: Option<String>,
     pub(crate) sync_full: bool,
     pub(crate) max_store_bytes: Option<u64>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) retry: RetryPolicy,
     pub(crate) attempt_timeout: Duration,
+    pub(crate) lease: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_per_endpoint: usize,
     pub(crate) max_queued: usize,
@@ -38,10 +41,33 @@ pub(crate) struct Settings {
     pub(crate) log: String,
 }
 
+/// Where a PostgreSQL store is. The URL may hold a password: it is never logged
+/// (`Database::display` leaves it out).
+#[derive(Clone)]
+pub(crate) struct Database {
+    pub(crate) url: String,
+    pub(crate) max_connections: usize,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl Database {
+    /// The URL without its password, for logs and errors.
+    pub(crate) fn display(&self) -> String {
+        model::destination::masked_url(&self.url).into_owned()
+    }
+}
+
 /// The keys `herald.toml` may hold: the long flag names with `_` for `-`.
 const KEYS: &[&str] = &[
     "bind",
     "data_dir",
+    "database_url",
+    "database_max_connections",
     "admin_token",
     "sync",
     "max_store_size",
@@ -50,6 +76,7 @@ const KEYS: &[&str] = &[
     "retry_jitter",
     "max_retry_after",
     "attempt_timeout",
+    "lease",
     "max_in_flight",
     "max_in_flight_per_endpoint",
     "max_queued",
@@ -88,6 +115,34 @@ impl Settings {
             .clone()
             .or_else(|| file.get("data_dir").map(PathBuf::from))
             .unwrap_or_else(default_data_dir);
+        let max_connections: usize = number(
+            "database_max_connections",
+            raw("database_max_connections", &args.database_max_connections),
+            16,
+        )?;
+        if max_connections < 2 {
+            bail!("database_max_connections: must be at least 2, not {max_connections}");
+        }
+        let database = match raw("database_url", &args.database_url) {
+            None => None,
+            Some(url) => {
+                let parsed = url::Url::parse(&url).map_err(|_| {
+                    anyhow::anyhow!(
+                        "database_url: not a URL such as postgres://user:password@host:5432/herald"
+                    )
+                })?;
+                if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+                    bail!(
+                        "database_url: `{}` is not a postgres:// URL (only PostgreSQL is supported)",
+                        parsed.scheme()
+                    );
+                }
+                Some(Database {
+                    url,
+                    max_connections,
+                })
+            }
+        };
         let sync_full = match raw("sync", &args.sync).as_deref().unwrap_or("full") {
             "full" => true,
             "normal" => false,
@@ -120,6 +175,20 @@ impl Settings {
         )?;
         if attempt_timeout.is_zero() {
             bail!("attempt_timeout: must be more than zero");
+        }
+        // An attempt starts only with at least half its lease left: half a lease must
+        // outlast the attempt, or another node could take the delivery over mid-attempt.
+        let lease = match raw("lease", &args.lease) {
+            None => attempt_timeout * 2 + Duration::from_secs(60),
+            Some(text) => {
+                parse_duration(text.trim()).with_context(|| format!("lease: `{text}`"))?
+            }
+        };
+        if lease <= attempt_timeout * 2 {
+            bail!(
+                "lease: must be more than twice attempt_timeout ({}), so that an attempt ends before anyone may take its delivery over",
+                humantime_like(attempt_timeout * 2)
+            );
         }
         let max_in_flight_per_endpoint = positive(
             "max_in_flight_per_endpoint",
@@ -157,6 +226,7 @@ impl Settings {
         Ok(Self {
             bind,
             data_dir,
+            database,
             admin_token: args
                 .admin_token
                 .clone()
@@ -178,6 +248,7 @@ impl Settings {
                 )?,
             },
             attempt_timeout,
+            lease,
             max_in_flight: positive(
                 "max_in_flight",
                 raw("max_in_flight", &args.max_in_flight),
@@ -332,6 +403,15 @@ fn positive(key: &str, raw: Option<String>, default: usize) -> anyhow::Result<us
     Ok(value)
 }
 
+/// A duration as the settings write it, in whole seconds or milliseconds.
+fn humantime_like(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 fn duration(key: &str, raw: Option<String>, default: &str) -> anyhow::Result<Duration> {
     let text = raw.unwrap_or_else(|| default.to_owned());
     parse_duration(text.trim()).with_context(|| format!("{key}: `{text}`"))
@@ -397,14 +477,19 @@ pub(crate) fn stored_token(data_dir: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// A new random admin token: `hrd_` and 48 hex digits (192 bits).
+pub(crate) fn new_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    format!(
+        "hrd_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
 /// Makes a new admin token and keeps it in the data directory, readable by the owner only.
 pub(crate) fn generate_token(data_dir: &Path) -> anyhow::Result<String> {
     use std::io::Write;
-    let bytes: [u8; 24] = rand::random();
-    let token = format!(
-        "hrd_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let token = new_token();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let path = data_dir.join(TOKEN_FILE);

@@ -5,6 +5,7 @@
 mod amqp;
 mod bad_input;
 mod cli;
+mod cluster;
 mod crash;
 mod crud;
 mod delivery;

@@ -53,6 +53,28 @@ impl Herald {
         Self::spawn(data_dir, &args).await
     }
 
+    /// Starts a node on the PostgreSQL database at `database_url` (allowed to deliver to
+    /// loopback), with a data directory of its own that it does not use.
+    pub async fn start_on(database_url: &str, extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = vec!["--database-url", database_url];
+        args.extend_from_slice(extra);
+        let mut herald = Self::start_in(tmp.path(), &args).await;
+        herald._tmp = Some(tmp);
+        herald
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to Herald.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("herald runs");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Starts Herald with its default destination policy: public addresses only, so
     /// every loopback destination is refused.
     pub async fn start_strict(extra: &[&str]) -> Self {
@@ -448,3 +470,33 @@ pub fn verify(received: &Received, secret: &str) -> bool {
 }
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A database of its own for one test, on the PostgreSQL server `scripts/postgres.sh`
+/// starts (`HERALD_TEST_DATABASE_URL`, a superuser's URL). Without one the test skips,
+/// loudly, except under `CI=true`, where it fails.
+pub async fn fresh_database() -> Option<String> {
+    let Ok(admin) = std::env::var("HERALD_TEST_DATABASE_URL") else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "CI=true but no PostgreSQL: run the tests with scripts/test.sh, which starts one"
+            );
+        }
+        eprintln!(
+            "SKIPPED: no PostgreSQL (HERALD_TEST_DATABASE_URL unset); \
+             `source scripts/postgres.sh && start_postgres` starts one"
+        );
+        return None;
+    };
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL answers");
+    tokio::spawn(connection);
+    let name = format!("herald_it_{:016x}", rand::random::<u64>());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    Some(url.to_string())
+}
