@@ -83,6 +83,7 @@ impl Dispatcher {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = shared.wake.notified() => {}
+                () = shared.store.woken() => {}
                 () = tokio::time::sleep(shared.config.poll_interval) => {}
             }
         }

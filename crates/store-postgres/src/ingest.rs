@@ -26,25 +26,40 @@ const RACES: usize = 8;
 
 impl PostgresStore {
     pub(crate) async fn insert(&self, new: NewMessage) -> Result<Inserted> {
+        let inserted = self.insert_now(new).await?;
+        // Deliveries that did not fit in the publishing node's memory wait for a poll:
+        // any node may take them now.
+        if let Inserted::Created { deliveries, .. } = &inserted
+            && deliveries.iter().any(|d| d.leased_until.is_none())
+        {
+            self.announce(crate::wake::Topic::Work);
+        }
+        Ok(inserted)
+    }
+
+    async fn insert_now(&self, new: NewMessage) -> Result<Inserted> {
         let NewMessage {
             message,
             owner,
             deliveries,
             idempotency_key,
         } = new;
-        let mut client = self.client().await?;
         if idempotency_key.is_none() && message.entity.is_none() {
-            // The common case: one statement, a transaction by itself.
+            // The common case: written with the other plain publishes waiting, in one
+            // statement (`group.rs`).
             let deliveries = match deliveries {
                 Deliveries::Known(deliveries) => deliveries,
                 Deliveries::FromPrevious(decide) => decide(None),
             };
-            insert_message(&client, &message, None, owner.0, &deliveries).await?;
+            self.group
+                .insert(message, owner.0, deliveries.clone())
+                .await?;
             return Ok(Inserted::Created {
                 previous: None,
                 deliveries,
             });
         }
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error::map)?;
         if let Some(key) = &idempotency_key
             && let Some(earlier) = claim_key(&tx, &message, key).await?
@@ -197,7 +212,7 @@ async fn replace_snapshot(
 /// Inserts the message with its deliveries, in one statement; the deliveries with
 /// `leased_until` are leased to `owner` under `FIRST_GENERATION`, the others due at the
 /// message's time.
-async fn insert_message<C: GenericClient>(
+pub(crate) async fn insert_message<C: GenericClient>(
     client: &C,
     msg: &Message,
     previous_id: Option<&str>,

@@ -1,7 +1,8 @@
 //! The shared backend: the `Store` trait on PostgreSQL, for several Herald nodes on one
 //! database. A pool of connections (deadpool-postgres over tokio-postgres, no ORM), the
 //! schema applied at open under an advisory lock (`migrate.rs`), and every call's writes
-//! in one transaction, most of them one statement.
+//! in one transaction, most of them one statement; concurrent plain publishes share one
+//! statement and one commit (`group.rs`).
 //!
 //! What several nodes decide together is decided by the database: leases with
 //! `FOR UPDATE SKIP LOCKED` and fenced writes (`leases.rs`), idempotency keys and entity
@@ -13,12 +14,14 @@
 
 mod cache;
 mod error;
+mod group;
 mod ingest;
 mod leases;
 mod migrate;
 mod query;
 mod redrive;
 mod rows;
+mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +37,7 @@ use store::{
     AttemptFilter, AttemptRecord, DeliveryFilter, Inserted, LeaseRequest, Leased, LeasedDelivery,
     MessageFilter, NewMessage, NodeId, Page, Result, StatusCounts, Store, StoreError,
 };
+use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
 use self::cache::Cache;
@@ -86,10 +90,16 @@ fn without_password(url: &str) -> String {
 /// The PostgreSQL store, shared by every node that opens the same database.
 pub struct PostgresStore {
     pool: Pool,
+    /// Plain publishes, written in groups (group commit).
+    group: group::Group,
     /// `get_app`, by the key asked for (id or uid).
-    apps: Cache<String, Application>,
+    apps: Arc<Cache<String, Application>>,
     /// `app_endpoints`, by application.
-    endpoints: Cache<AppId, Arc<Vec<Endpoint>>>,
+    endpoints: Arc<Cache<AppId, Arc<Vec<Endpoint>>>>,
+    /// Woken when another node (or this one) announced due work.
+    work: Arc<Notify>,
+    /// Listens for other nodes' notices, and sends this node's (`wake.rs`).
+    listener: wake::Listener,
 }
 
 impl PostgresStore {
@@ -105,6 +115,17 @@ impl PostgresStore {
             pg.application_name("herald");
         }
         migrate::migrate(&pg).await?;
+        let apps = Arc::new(Cache::new());
+        let endpoints = Arc::new(Cache::new());
+        let work = Arc::new(Notify::new());
+        let listener = wake::Listener::start(pg.clone(), work.clone(), {
+            let (apps, endpoints) = (apps.clone(), endpoints.clone());
+            move |topic| match topic {
+                wake::Topic::Apps => apps.invalidate(),
+                wake::Topic::Endpoints => endpoints.invalidate(),
+                wake::Topic::Work => {}
+            }
+        });
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -121,10 +142,19 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Backend(Arc::new(e)))?;
         Ok(Self {
+            group: group::Group::start(pool.clone()),
             pool,
-            apps: Cache::new(),
-            endpoints: Cache::new(),
+            apps,
+            endpoints,
+            work,
+            listener,
         })
+    }
+
+    /// Tells every node (this one too) about `topic`, after the write that caused it
+    /// committed (`wake.rs`).
+    fn announce(&self, topic: wake::Topic) {
+        self.listener.announce(topic);
     }
 
     /// A connection from the pool.
@@ -188,6 +218,7 @@ impl Store for PostgresStore {
         .await
         .map_err(conflict("an application with this uid already exists"))?;
         self.apps.invalidate();
+        self.announce(wake::Topic::Apps);
         Ok(app)
     }
 
@@ -236,6 +267,7 @@ impl Store for PostgresStore {
         .await
         .map_err(conflict("an application with this uid already exists"))?;
         self.apps.invalidate();
+        self.announce(wake::Topic::Apps);
         if changed == 0 {
             return Err(StoreError::NotFound);
         }
@@ -270,6 +302,8 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(error::map)?;
         self.apps.invalidate();
         self.endpoints.invalidate();
+        self.announce(wake::Topic::Apps);
+        self.announce(wake::Topic::Endpoints);
         Ok(())
     }
 
@@ -385,6 +419,7 @@ impl Store for PostgresStore {
             .map_err(conflict("an endpoint with this uid already exists"))?;
         tx.commit().await.map_err(error::map)?;
         self.endpoints.invalidate();
+        self.announce(wake::Topic::Endpoints);
         Ok(endpoint)
     }
 
@@ -447,6 +482,7 @@ impl Store for PostgresStore {
             );
         }
         self.endpoints.invalidate();
+        self.announce(wake::Topic::Endpoints);
         Ok(endpoint)
     }
 
@@ -472,6 +508,7 @@ impl Store for PostgresStore {
             };
         }
         self.endpoints.invalidate();
+        self.announce(wake::Topic::Endpoints);
         Ok(true)
     }
 
@@ -500,6 +537,7 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(error::map)?;
         self.endpoints.invalidate();
+        self.announce(wake::Topic::Endpoints);
         Ok(())
     }
 
@@ -554,7 +592,11 @@ impl Store for PostgresStore {
         deliveries: &[LeasedDelivery],
         now: DateTime<Utc>,
     ) -> Result<Vec<usize>> {
-        self.fenced(Fenced::Release, owner, deliveries, now).await
+        let stale = self.fenced(Fenced::Release, owner, deliveries, now).await?;
+        if stale.len() < deliveries.len() {
+            self.announce(wake::Topic::Work);
+        }
+        Ok(stale)
     }
 
     async fn record_attempts(
@@ -572,7 +614,9 @@ impl Store for PostgresStore {
         endpoint: &EndpointId,
         now: DateTime<Utc>,
     ) -> Result<Delivery> {
-        self.resend_one(app, msg, endpoint, now).await
+        let delivery = self.resend_one(app, msg, endpoint, now).await?;
+        self.announce(wake::Topic::Work);
+        Ok(delivery)
     }
 
     async fn recover(
@@ -583,7 +627,17 @@ impl Store for PostgresStore {
         until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        self.recover_failed(app, endpoint, since, until, now).await
+        let recovered = self
+            .recover_failed(app, endpoint, since, until, now)
+            .await?;
+        if recovered > 0 {
+            self.announce(wake::Topic::Work);
+        }
+        Ok(recovered)
+    }
+
+    async fn woken(&self) {
+        self.work.notified().await;
     }
 
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64> {

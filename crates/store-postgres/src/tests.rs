@@ -333,6 +333,71 @@ async fn an_idempotency_key_holds_across_concurrent_inserts() {
     .await;
 }
 
+/// Concurrent plain publishes share statements (group commit); a duplicate `eventId` in a
+/// group fails alone, and every other message is stored exactly as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_share_statements_and_fail_alone() {
+    with_database(|config| async move {
+        let store = Arc::new(PostgresStore::open(config).await.unwrap());
+        let a = store.create_app(app(None)).await.unwrap();
+        let e = store
+            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+            .await
+            .unwrap();
+        let inserts: Vec<_> = (0..60)
+            .map(|i| {
+                let (store, app, endpoint) = (store.clone(), a.id.clone(), e.id.clone());
+                tokio::spawn(async move {
+                    let event_id = match i {
+                        7 | 41 => Some("dup".to_owned()),
+                        _ => Some(format!("evt-{i}")),
+                    };
+                    let mut m = message(&app, None, t(1));
+                    m.event_id = event_id;
+                    m.tags = Some(vec!["t1".into(), "t2".into()]);
+                    let inserted = store
+                        .insert_message(NewMessage {
+                            message: m.clone(),
+                            owner: NODE_A,
+                            deliveries: Deliveries::Known(vec![NewDelivery {
+                                id: model::DeliveryId::generate(),
+                                endpoint_id: endpoint,
+                                leased_until: Some(t(100)),
+                            }]),
+                            idempotency_key: None,
+                        })
+                        .await;
+                    (m, inserted)
+                })
+            })
+            .collect();
+        let mut conflicts = 0;
+        for insert in inserts {
+            let (m, inserted) = insert.await.unwrap();
+            match inserted {
+                Ok(Inserted::Created { .. }) => {
+                    let stored = store.get_message(&a.id, m.id.as_str()).await.unwrap();
+                    assert_eq!(stored, Some(m), "stored exactly as given");
+                }
+                Err(StoreError::Conflict(_)) => conflicts += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(conflicts, 1, "one of the two messages with one eventId");
+        let stored = store
+            .list_messages(&a.id, &MessageFilter::default(), &page(100))
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 59);
+        assert!(
+            store.group.written() < 60,
+            "{} statements for 60 publishes",
+            store.group.written()
+        );
+    })
+    .await;
+}
+
 /// Concurrent messages about one entity form one chain: each saw the snapshot of exactly
 /// one other (or none, the first), and no two saw the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,4 +515,52 @@ fn page(limit: usize) -> Page {
         cursor: None,
         order: store::Order::Ascending,
     }
+}
+
+/// A resend on one node wakes the other's poller (LISTEN/NOTIFY), and an endpoint written
+/// on one node is gone from the other's cache as soon as the notice arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_resend_wakes_this_node() {
+    with_database(|config| async move {
+        let here = Arc::new(PostgresStore::open(config.clone()).await.unwrap());
+        let there = PostgresStore::open(config).await.unwrap();
+        let a = there.create_app(app(None)).await.unwrap();
+        let e = there
+            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+            .await
+            .unwrap();
+        let m = message(&a.id, None, t(1));
+        there
+            .insert_message(NewMessage {
+                message: m.clone(),
+                owner: NODE_A,
+                deliveries: Deliveries::Known(Vec::new()),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        // The listener is up once a first notice arrives: announce until one does.
+        let ready = {
+            let here = here.clone();
+            tokio::spawn(async move { here.woken().await })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "no wake-up arrived");
+            there.announce(wake::Topic::Work);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let woken = {
+            let here = here.clone();
+            tokio::spawn(async move { here.woken().await })
+        };
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        there.resend(&a.id, &m.id, &e.id, t(2)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), woken)
+            .await
+            .expect("the resend woke the other node")
+            .unwrap();
+    })
+    .await;
 }

@@ -397,6 +397,14 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<u64>;
 
+    /// Resolves when deliveries may have become due for a poll on another node's account (a
+    /// resend, a recover, deliveries left for a poll, leases released), so a node's poller
+    /// need not wait for its next round. A store only one node uses never resolves. A
+    /// missed wake-up only delays: pollers poll on their own too.
+    async fn woken(&self) {
+        std::future::pending::<()>().await;
+    }
+
     /// Forgets idempotency keys recorded before `created_before`. Returns how many.
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64>;
     /// Drops entity snapshots last updated before `updated_before`. Returns how many.

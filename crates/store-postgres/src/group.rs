@@ -1,0 +1,274 @@
+//! Group commit for plain publishes (no idempotency key, no entity): concurrent publishes
+//! on one node share one statement, so one commit, instead of paying a commit (a WAL
+//! flush) each. A writer task takes the first publish waiting, adds every other one
+//! already waiting (up to `MAX_GROUP`), and inserts all their messages and deliveries in
+//! one statement; at most `IN_FLIGHT` groups are being written at once, and publishes that
+//! arrive meanwhile wait for the next group, which is the larger for it. A publish is
+//! answered only when its group committed: a 2xx still means stored.
+//!
+//! A group is all or nothing. If its statement fails for one message's sake (a duplicate
+//! `eventId`), the group is written again one message at a time, so each publish gets its
+//! own answer; if the database is unreachable, every publish of the group gets that error.
+
+use deadpool_postgres::Pool;
+use futures::stream::{FuturesUnordered, StreamExt};
+use model::Message;
+use store::{FIRST_GENERATION, NewDelivery, Result, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error;
+use crate::ingest::insert_message;
+use crate::query::execute;
+use crate::rows::{ms, signed};
+
+/// Publishes written in one statement at most.
+const MAX_GROUP: usize = 512;
+
+/// Groups being written at once at most.
+const IN_FLIGHT: usize = 2;
+
+/// The writer of plain publishes. Dropping it ends the writer task once the groups it
+/// holds are written.
+pub(crate) struct Group {
+    tx: mpsc::UnboundedSender<Pending>,
+    writer: tokio::task::JoinHandle<()>,
+    /// Statements written, for the tests: fewer than the publishes means they shared.
+    #[cfg(test)]
+    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct Pending {
+    message: Message,
+    owner: u64,
+    deliveries: Vec<NewDelivery>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+impl Group {
+    /// Starts the writer on `pool`'s connections.
+    pub(crate) fn start(pool: Pool) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        Self {
+            tx,
+            writer: tokio::spawn(write_groups(pool, rx, written.clone())),
+            #[cfg(test)]
+            written,
+        }
+    }
+
+    /// Stores a message without an idempotency key or entity, with its deliveries, in the
+    /// next group; returns once that group committed.
+    pub(crate) async fn insert(
+        &self,
+        message: Message,
+        owner: u64,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                message,
+                owner,
+                deliveries,
+                done,
+            })
+            .map_err(|_| error::backend_msg("the store's group writer stopped"))?;
+        answer
+            .await
+            .map_err(|_| error::backend_msg("the store's group writer stopped"))?
+    }
+}
+
+#[cfg(test)]
+impl Group {
+    pub(crate) fn written(&self) -> usize {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.writer.abort();
+    }
+}
+
+/// The writer task: groups what is waiting and writes up to `IN_FLIGHT` groups at once.
+async fn write_groups(
+    pool: Pool,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            first = rx.recv(), if in_flight.len() < IN_FLIGHT => {
+                let Some(first) = first else { break };
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                in_flight.push(write(pool.clone(), group));
+            }
+        }
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+/// Writes one group and answers each of its publishes.
+async fn write(pool: Pool, group: Vec<Pending>) {
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(err) => {
+            let err = error::pool(err);
+            for pending in group {
+                let _ = pending.done.send(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    if group.len() > 1 {
+        match insert_group(&client, &group).await {
+            Ok(()) => {
+                for pending in group {
+                    let _ = pending.done.send(Ok(()));
+                }
+                return;
+            }
+            Err(err) if unreachable_store(&err) => {
+                for pending in group {
+                    let _ = pending.done.send(Err(err.clone()));
+                }
+                return;
+            }
+            // One message's fault (a duplicate eventId): each on its own below.
+            Err(_) => {}
+        }
+    }
+    for pending in group {
+        let stored = insert_message(
+            &client,
+            &pending.message,
+            None,
+            pending.owner,
+            &pending.deliveries,
+        )
+        .await;
+        let _ = pending.done.send(stored);
+    }
+}
+
+fn unreachable_store(err: &StoreError) -> bool {
+    matches!(err, StoreError::Unavailable(_) | StoreError::StorageFull(_))
+}
+
+/// Inserts every message of `group` and all their deliveries in one statement.
+async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> Result<()> {
+    let first = signed(FIRST_GENERATION)?;
+    let n = group.len();
+    let mut apps = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut event_ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut channels = Vec::with_capacity(n);
+    let mut tags = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    let mut origins = Vec::with_capacity(n);
+    let deliveries: usize = group.iter().map(|p| p.deliveries.len()).sum();
+    let mut d_msgs = Vec::with_capacity(deliveries);
+    let mut d_endpoints = Vec::with_capacity(deliveries);
+    let mut d_ids = Vec::with_capacity(deliveries);
+    let mut d_apps = Vec::with_capacity(deliveries);
+    let mut d_next = Vec::with_capacity(deliveries);
+    let mut d_leased = Vec::with_capacity(deliveries);
+    let mut d_times = Vec::with_capacity(deliveries);
+    let mut d_owners = Vec::with_capacity(deliveries);
+    let mut d_generations = Vec::with_capacity(deliveries);
+    for pending in group {
+        let m = &pending.message;
+        let created = ms(m.created_at);
+        let owner = signed(pending.owner)?;
+        apps.push(m.app_id.as_str());
+        ids.push(m.id.as_str());
+        event_ids.push(m.event_id.as_deref());
+        types.push(m.event_type.as_str());
+        payloads.push(&*m.payload);
+        channels.push(m.channels.as_ref().map(json_list));
+        tags.push(m.tags.as_ref().map(json_list));
+        times.push(created);
+        origins.push(m.origin.as_deref());
+        for d in &pending.deliveries {
+            d_msgs.push(m.id.as_str());
+            d_endpoints.push(d.endpoint_id.as_str());
+            d_ids.push(d.id.as_str());
+            d_apps.push(m.app_id.as_str());
+            d_times.push(created);
+            match d.leased_until {
+                Some(until) => {
+                    d_next.push(ms(until));
+                    d_leased.push(1_i32);
+                    d_owners.push(Some(owner));
+                    d_generations.push(first);
+                }
+                None => {
+                    d_next.push(created);
+                    d_leased.push(0);
+                    d_owners.push(None);
+                    d_generations.push(0_i64);
+                }
+            }
+        }
+    }
+    // The messages' data-modifying CTE runs whether or not the deliveries' insert reads
+    // it; both are one statement, so one transaction.
+    execute(
+        client,
+        "WITH message AS ( \
+             INSERT INTO messages (app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id) \
+             SELECT x.app_id, x.id, x.event_id, x.event_type, x.payload, \
+                 CASE WHEN x.channels IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(x.channels::jsonb)) END, \
+                 CASE WHEN x.tags IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(x.tags::jsonb)) END, \
+                 x.created_at, x.origin, NULL, NULL, false, NULL \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[]) \
+                 AS x(app_id, id, event_id, event_type, payload, channels, tags, created_at, origin) \
+         ) \
+         INSERT INTO deliveries (msg_id, endpoint_id, id, app_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at, lease_owner, lease_gen) \
+         SELECT d.msg_id, d.endpoint_id, d.id, d.app_id, 1, 0, d.next_attempt_at, d.leased, 0, d.created_at, d.created_at, d.lease_owner, d.lease_gen \
+         FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::int[], $16::bigint[], $17::bigint[], $18::bigint[]) \
+             AS d(msg_id, endpoint_id, id, app_id, next_attempt_at, leased, created_at, lease_owner, lease_gen)",
+        &[
+            &apps,
+            &ids,
+            &event_ids,
+            &types,
+            &payloads,
+            &channels,
+            &tags,
+            &times,
+            &origins,
+            &d_msgs,
+            &d_endpoints,
+            &d_ids,
+            &d_apps,
+            &d_next,
+            &d_leased,
+            &d_times,
+            &d_owners,
+            &d_generations,
+        ],
+    )
+    .await
+    .map_err(error::map)?;
+    Ok(())
+}
+
+/// A list of strings as a JSON array, for a text[] column passed through `UNNEST`.
+fn json_list(list: &Vec<String>) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
