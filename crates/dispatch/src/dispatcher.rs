@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::{Clock, DeliveryId};
-use store::{AttemptRecord, NodeId, Store};
+use store::{NodeId, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 use transport::Transports;
@@ -18,6 +18,7 @@ use crate::fanout::CompiledRules;
 use crate::health::Health;
 use crate::queues::{Limits, Queues};
 use crate::schedule::RetryPolicy;
+use crate::worker::Recorded;
 
 /// Settings of the worker; the caller decides every value.
 #[derive(Debug, Clone)]
@@ -75,9 +76,9 @@ pub(crate) struct Shared {
     /// Which endpoints this node knows to be failing, since when.
     pub(crate) health: Health,
     /// Finished attempts on their way to the recorder, which writes them in batches.
-    pub(crate) records: mpsc::UnboundedSender<AttemptRecord>,
+    pub(crate) records: mpsc::UnboundedSender<Recorded>,
     /// The recorder's end, taken by `run`. A `std` mutex: taken once.
-    pub(crate) records_rx: Mutex<Option<mpsc::UnboundedReceiver<AttemptRecord>>>,
+    pub(crate) records_rx: Mutex<Option<mpsc::UnboundedReceiver<Recorded>>>,
     /// Writes the store refused because this node's lease was no longer current.
     stale_writes: AtomicU64,
 }

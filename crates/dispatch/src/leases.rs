@@ -74,7 +74,9 @@ impl Shared {
         {
             Ok(lost) if lost.is_empty() => {
                 job.lease_until = until;
-                true
+                // A renewal that waited long for the store may itself have used up what
+                // the attempt needs.
+                !needs_renewal(until, self.clock.now(), self.config.lease)
             }
             Ok(_) => {
                 self.refused_as_stale("renewing", [(&job.delivery_id, job.generation)]);

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use model::{AppId, Attempt, Endpoint, Message};
+use model::{AppId, Attempt, Endpoint, EndpointId, Message};
 use serde_json::{Value, json};
 
 use crate::dispatcher::{Dispatcher, Shared};
@@ -61,7 +61,7 @@ impl Shared {
     /// Tells the operator that the delivery of `message` to `endpoint` failed for good.
     pub(crate) fn attempts_exhausted(
         self: &Arc<Self>,
-        endpoint: &Endpoint,
+        endpoint: &EndpointId,
         message: &Message,
         last: &Attempt,
     ) {
@@ -69,7 +69,7 @@ impl Shared {
             "appId": message.app_id.as_str(),
             "msgId": message.id.as_str(),
             "msgEventId": message.event_id,
-            "endpointId": endpoint.id.as_str(),
+            "endpointId": endpoint.as_str(),
             "lastAttempt": {
                 "id": last.id.as_str(),
                 "responseStatusCode": last.response_status_code,

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::dispatcher::Shared;
 use crate::queues::Job;
 use crate::schedule::NextStep;
+use crate::worker::Recorded;
 
 /// Attempts written in one store call at most.
 const MAX_RECORD_BATCH: usize = 1024;
@@ -22,7 +23,7 @@ impl Shared {
     /// Writes finished attempts in batches until `finish`, then flushes what is left.
     pub(crate) async fn record_loop(
         self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<AttemptRecord>,
+        mut rx: mpsc::UnboundedReceiver<Recorded>,
         finish: CancellationToken,
     ) {
         loop {
@@ -48,14 +49,28 @@ impl Shared {
         }
     }
 
-    async fn write_records(&self, batch: Vec<AttemptRecord>) {
+    async fn write_records(self: &Arc<Self>, batch: Vec<Recorded>) {
         let ids: Vec<_> = batch
             .iter()
-            .map(|r| (r.attempt.delivery_id.clone(), r.generation))
+            .map(|r| (r.record.attempt.delivery_id.clone(), r.record.generation))
             .collect();
-        match self.store.record_attempts(self.config.node, batch).await {
+        let (records, exhausted): (Vec<AttemptRecord>, Vec<Option<Arc<model::Message>>>) =
+            batch.into_iter().map(|r| (r.record, r.exhausted)).unzip();
+        // What the operator is told needs the attempts after the write.
+        let announce: Vec<_> = exhausted
+            .into_iter()
+            .zip(&records)
+            .enumerate()
+            .filter_map(|(i, (message, r))| message.map(|m| (i, m, r.attempt.clone())))
+            .collect();
+        match self.store.record_attempts(self.config.node, records).await {
             Ok(stale) => {
-                self.refused_as_stale("recording", stale.iter().map(|i| (&ids[*i].0, ids[*i].1)))
+                self.refused_as_stale("recording", stale.iter().map(|i| (&ids[*i].0, ids[*i].1)));
+                for (i, message, attempt) in announce {
+                    if !stale.contains(&i) {
+                        self.attempts_exhausted(&attempt.endpoint_id, &message, &attempt);
+                    }
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, attempts = ids.len(), "recording attempts failed; their deliveries will be retried after their leases")

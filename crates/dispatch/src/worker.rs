@@ -30,6 +30,49 @@ const GONE: u16 = 410;
 const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// A finished attempt on its way to the recorder, and the message to announce as
+/// `message.attempt.exhausted` once the record is applied, if it ran out of retries.
+pub(crate) struct Recorded {
+    pub(crate) record: store::AttemptRecord,
+    pub(crate) exhausted: Option<Arc<Message>>,
+}
+
+/// A started attempt's hold on the node's bookkeeping: its endpoint's slot until the
+/// exchange is over, its delivery until the recorder has it. Whatever it still holds is
+/// given back when it drops, however the attempt ended (a panic included); a delivery
+/// given back this way keeps its lease, and is attempted again when the lease ends.
+pub(crate) struct Attempting {
+    shared: Arc<Shared>,
+    delivery_id: model::DeliveryId,
+    endpoint_id: model::EndpointId,
+    slot: bool,
+    held: bool,
+}
+
+impl Attempting {
+    async fn run(mut self, job: Job) {
+        let shared = self.shared.clone();
+        shared.run_job(job, &mut self).await;
+    }
+
+    /// Frees the endpoint's concurrency slot and starts what it allows.
+    fn free_slot(&mut self) {
+        if std::mem::take(&mut self.slot) {
+            self.shared.lock().finished(&self.endpoint_id);
+            self.shared.pump();
+        }
+    }
+}
+
+impl Drop for Attempting {
+    fn drop(&mut self) {
+        self.free_slot();
+        if self.held {
+            self.shared.forget(&self.delivery_id);
+        }
+    }
+}
+
 impl Dispatcher {
     /// Polls the store for due deliveries until `shutdown`, then drains: no new attempts
     /// start, attempts in flight get `drain_timeout` to finish, and queued deliveries are
@@ -233,34 +276,53 @@ impl Shared {
             std::iter::from_fn(|| q.start_next()).collect()
         };
         for job in starting {
-            let shared = self.clone();
-            self.tasks.spawn(async move { shared.run_job(job).await });
+            let attempting = Attempting {
+                shared: self.clone(),
+                delivery_id: job.delivery_id.clone(),
+                endpoint_id: job.endpoint_id.clone(),
+                slot: true,
+                held: true,
+            };
+            self.tasks.spawn(async move { attempting.run(job).await });
         }
     }
 
-    /// Attempts one delivery and hands the result to the recorder, then frees its slot.
-    async fn run_job(self: Arc<Self>, mut job: Job) {
+    /// Attempts one delivery and hands the result to the recorder; `attempting` frees the
+    /// slot and lets go of the delivery as it goes (and if anything panics).
+    async fn run_job(self: &Arc<Self>, mut job: Job, attempting: &mut Attempting) {
         let endpoints = match self.store.app_endpoints(&job.message.app_id).await {
             Ok(endpoints) => endpoints,
             Err(err) => {
                 // The delivery stays leased and is retried after its lease.
                 tracing::error!(error = %err, delivery_id = %job.delivery_id, "loading the endpoint failed");
-                self.give_up(&job);
                 return;
             }
         };
-        let Some(endpoint) = endpoints.iter().find(|e| e.id == job.endpoint_id) else {
-            // The endpoint was deleted, and its deliveries with it.
-            self.give_up(&job);
-            return;
+        let cached = endpoints.iter().find(|e| e.id == job.endpoint_id).cloned();
+        // An endpoint created on another node may not be in this node's cache yet.
+        let endpoint = match cached {
+            Some(endpoint) => endpoint,
+            None => match self
+                .store
+                .get_endpoint(&job.message.app_id, job.endpoint_id.as_str())
+                .await
+            {
+                Ok(Some(endpoint)) => endpoint,
+                // The endpoint was deleted, and its deliveries with it.
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::error!(error = %err, delivery_id = %job.delivery_id, "loading the endpoint failed");
+                    return;
+                }
+            },
         };
+        let endpoint = &endpoint;
         if let Some(rate) = endpoint.rate_limit {
             self.wait_turn(&endpoint.id, rate).await;
         }
         // Only with at least half a lease left, which outlasts the attempt: no other node
         // can take the delivery over while it is being attempted here.
         if !self.confirm_lease(&mut job).await {
-            self.give_up(&job);
             return;
         }
         let rules = self.rules.get(endpoint);
@@ -291,12 +353,7 @@ impl Shared {
         }
         // The endpoint's slot limits concurrent requests to the receiver, so it is free
         // once the exchange is over; the delivery stays held until it is recorded.
-        self.finished(&job);
-        // The receiver's health: not when Herald refused to send (a disabled endpoint, a
-        // refused destination), which says nothing about the receiver.
-        if !gone && !endpoint.disabled && outcome.error != Some(ErrorKind::Refused) {
-            self.note_health(endpoint, outcome.delivered(), now).await;
-        }
+        attempting.free_slot();
         let step = next_step(
             &self.config.retry,
             job.attempts + 1,
@@ -306,26 +363,20 @@ impl Shared {
         );
         let url = model::destination::masked_url(&endpoint.url);
         let record = attempt_record(&job, &url, &outcome, &step, now);
-        if step == NextStep::Failed && !endpoint.disabled {
-            self.attempts_exhausted(endpoint, &job.message, &record.attempt);
+        // Announced once the record is applied (a stale one is not).
+        let exhausted =
+            (step == NextStep::Failed && !endpoint.disabled).then(|| job.message.clone());
+        // Recorded before the health checks' store calls, well within the lease, and so
+        // that a success is seen by the other nodes' streak checks as soon as possible.
+        if self.records.send(Recorded { record, exhausted }).is_ok() {
+            // The recorder lets go of the delivery once it is written.
+            attempting.held = false;
         }
-        if self.records.send(record).is_err() {
-            // The recorder has stopped (shutdown): the delivery stays leased and is
-            // attempted again after its lease or the next start.
-            self.forget(&job.delivery_id);
+        // The receiver's health: not when Herald refused to send (a disabled endpoint, a
+        // refused destination), which says nothing about the receiver.
+        if !gone && !endpoint.disabled && outcome.error != Some(ErrorKind::Refused) {
+            self.note_health(endpoint, outcome.delivered(), now).await;
         }
-    }
-
-    /// Frees the job's concurrency slot and starts what it allows.
-    fn finished(self: &Arc<Self>, job: &Job) {
-        self.lock().finished(&job.endpoint_id);
-        self.pump();
-    }
-
-    /// Abandons a started job to its lease: its slot is freed and its delivery forgotten.
-    fn give_up(self: &Arc<Self>, job: &Job) {
-        self.finished(job);
-        self.forget(&job.delivery_id);
     }
 
     /// Acts on what an attempt means for its endpoint's failure streak (`health.rs`).
@@ -417,6 +468,10 @@ impl Shared {
                 "attempts still in flight after the drain timeout; they will be retried after their leases"
             );
         }
+        // Ingests that reserved memory before the stop and committed after it queued
+        // their deliveries meanwhile: those are released too.
+        let mut queued = queued;
+        queued.extend(self.lock().stop());
         let leases: Vec<_> = queued.iter().map(Job::lease).collect();
         if !leases.is_empty() {
             match self

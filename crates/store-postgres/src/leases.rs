@@ -176,7 +176,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let set = match set {
-            Fenced::Renew => "next_attempt_at = $5",
+            Fenced::Renew => "next_attempt_at = GREATEST(d.next_attempt_at, $5)",
             Fenced::Release => "leased = 0, next_attempt_at = $5",
         };
         let sql = format!(

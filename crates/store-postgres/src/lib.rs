@@ -493,13 +493,24 @@ impl Store for PostgresStore {
         at: DateTime<Utc>,
     ) -> Result<bool> {
         let client = self.client().await?;
-        let changed = execute(
+        // One statement: the endpoint is disabled and its failure streak ends together.
+        let flipped = row(
             &client,
-            "UPDATE endpoints SET disabled = TRUE, updated_at = $3, revision = revision + 1 WHERE app_id = $1 AND id = $2 AND NOT disabled",
+            "WITH flipped AS ( \
+                 UPDATE endpoints SET disabled = TRUE, updated_at = $3, revision = revision + 1 \
+                 WHERE app_id = $1 AND id = $2 AND NOT disabled RETURNING id \
+             ), ended AS ( \
+                 DELETE FROM failing_endpoints WHERE endpoint_id IN (SELECT id FROM flipped) \
+             ) \
+             SELECT count(*) FROM flipped",
             &[&app.as_str(), &id.as_str(), &ms(at)],
         )
         .await
         .map_err(error::map)?;
+        let changed: i64 = match flipped {
+            Some(r) => rows::get(&r, 0)?,
+            None => 0,
+        };
         if changed == 0 {
             return if Self::endpoint_exists(&client, app.as_str(), id.as_str()).await? {
                 Ok(false)
@@ -747,7 +758,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let found = row(
             &client,
-            "SELECT created_at FROM attempts WHERE endpoint_id = $1 AND id >= $3 AND status = 2 AND created_at > $2 ORDER BY id LIMIT 1",
+            "SELECT created_at FROM attempts WHERE endpoint_id = $1 AND id >= $3 AND status = 2 AND error IS DISTINCT FROM 'refused' AND created_at > $2 ORDER BY id LIMIT 1",
             &[
                 &endpoint.as_str(),
                 &ms(after),

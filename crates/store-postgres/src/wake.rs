@@ -85,11 +85,16 @@ impl Drop for Listener {
 }
 
 async fn listen(
-    config: tokio_postgres::Config,
+    mut config: tokio_postgres::Config,
     work: Arc<Notify>,
     changed: impl Fn(Topic) + Send + Sync + 'static,
     mut announced: mpsc::UnboundedReceiver<Topic>,
 ) {
+    // A connection that died without a word (a server gone, a network split) is noticed
+    // within a minute, not after the kernel's default two hours.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
@@ -100,11 +105,15 @@ async fn listen(
                 // meanwhile; notices may arrive as soon as it is done.
                 let mut listening = std::pin::pin!(listening);
                 let mut listened = false;
-                // Notices being sent: each is a query answered through the connection.
+                // Notices being sent: each is a query answered through the connection. A
+                // topic already being sent is not sent again meanwhile (a burst of
+                // publishes that overflow memory makes one notice, not one each).
                 let mut sending = FuturesUnordered::new();
+                let mut pending: Vec<Topic> = Vec::new();
                 loop {
                     tokio::select! {
-                        Some(sent) = sending.next(), if !sending.is_empty() => {
+                        Some((topic, sent)) = sending.next(), if !sending.is_empty() => {
+                            pending.retain(|t| *t != topic);
                             let sent: Result<(), tokio_postgres::Error> = sent;
                             if let Err(err) = sent {
                                 tracing::debug!(error = %err, "announcing a change failed");
@@ -112,9 +121,12 @@ async fn listen(
                         }
                         Some(topic) = announced.recv() => {
                             let topic: Topic = topic;
-                            let sql = format!("NOTIFY {CHANNEL}, '{}'", topic.as_str());
-                            let client = &client;
-                            sending.push(async move { client.batch_execute(&sql).await });
+                            if !pending.contains(&topic) {
+                                pending.push(topic);
+                                let sql = format!("NOTIFY {CHANNEL}, '{}'", topic.as_str());
+                                let client = &client;
+                                sending.push(async move { (topic, client.batch_execute(&sql).await) });
+                            }
                         }
                         done = &mut listening, if !listened => {
                             if let Err(err) = done {

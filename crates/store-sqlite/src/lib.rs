@@ -914,6 +914,9 @@ impl Store for EmbeddedStore {
                     if !exists {
                         return Err(StoreError::NotFound);
                     }
+                } else {
+                    conn.execute("DELETE FROM failing_endpoints WHERE endpoint_id = ?1", [&id])
+                        .map_err(backend)?;
                 }
                 Ok(changed > 0)
             })
@@ -1111,8 +1114,14 @@ impl Store for EmbeddedStore {
         deliveries: &[LeasedDelivery],
         until: DateTime<Utc>,
     ) -> Result<Vec<usize>> {
-        self.fenced_update("next_attempt_at = ?3", owner, deliveries, until)
-            .await
+        // Never backwards: a renewal that lands after a later one leaves the later end.
+        self.fenced_update(
+            "next_attempt_at = max(next_attempt_at, ?3)",
+            owner,
+            deliveries,
+            until,
+        )
+        .await
     }
 
     async fn release(
@@ -1383,7 +1392,7 @@ impl Store for EmbeddedStore {
             // Attempt ids sort by creation time: the index on (endpoint_id, id) is read
             // forwards from the first id that can have been made after `after`.
             conn.prepare_cached(
-                "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 2 AND created_at > ?2 ORDER BY id LIMIT 1",
+                "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 2 AND (error IS NULL OR error != 'refused') AND created_at > ?2 ORDER BY id LIMIT 1",
             )?
             .query_row(
                 params![endpoint, ms(after), AttemptId::floor_at(after).as_str()],

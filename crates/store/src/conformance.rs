@@ -1033,6 +1033,12 @@ async fn failing_endpoints(store: &dyn Store) {
     );
     store.clear_failing(&e.id).await.unwrap();
     assert!(store.failing_endpoints().await.unwrap().is_empty());
+    store.mark_failing(&a.id, &e.id, t(25)).await.unwrap();
+    assert!(store.disable_endpoint(&a.id, &e.id, t(26)).await.unwrap());
+    assert!(
+        store.failing_endpoints().await.unwrap().is_empty(),
+        "disabling ends the streak"
+    );
     store.mark_failing(&a.id, &e.id, t(30)).await.unwrap();
     store.delete_app(&a.id).await.unwrap();
     assert!(store.failing_endpoints().await.unwrap().is_empty());

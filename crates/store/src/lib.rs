@@ -318,8 +318,9 @@ pub trait Store: Send + Sync + 'static {
     /// `Changed` if another write changed it since it was read, `NotFound` if it is gone).
     /// The stored endpoint gets the next revision and is returned.
     async fn update_endpoint(&self, endpoint: Endpoint, expected: u64) -> Result<Endpoint>;
-    /// Disables an endpoint of `app` (a receiver answered 410 Gone), updated at `at`.
-    /// Returns whether this call disabled it (`false`: it was disabled already).
+    /// Disables an endpoint of `app` (a receiver answered 410 Gone), updated at `at`, and
+    /// ends its failure streak in the same write. Returns whether this call disabled it
+    /// (`false`: it was disabled already).
     async fn disable_endpoint(
         &self,
         app: &AppId,
@@ -438,7 +439,9 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>>;
     /// The time of the earliest failed attempt recorded for `endpoint` after `after`, if
-    /// any: where a streak that a success ended at `after` began again.
+    /// any: where a streak that a success ended at `after` began again. Attempts Herald
+    /// refused to make (`ErrorKind::Refused`: a disabled endpoint, a refused destination)
+    /// say nothing about the receiver and do not count.
     async fn failure_after(
         &self,
         endpoint: &EndpointId,

@@ -808,10 +808,20 @@ async fn edit(
         if expected.is_some_and(|rev| rev != read) {
             return Err(ApiError::PreconditionFailed);
         }
+        let was_disabled = endpoint.disabled;
         change(&mut endpoint)?;
         endpoint.updated_at = state.clock.now();
         match state.store.update_endpoint(endpoint, read).await {
-            Ok(endpoint) => return Ok(endpoint),
+            Ok(endpoint) => {
+                // Disabled or enabled by hand: a failure streak from before says nothing
+                // about the endpoint from now on.
+                if endpoint.disabled != was_disabled
+                    && let Err(err) = state.store.clear_failing(&endpoint.id).await
+                {
+                    tracing::warn!(error = %err, endpoint_id = %endpoint.id, "ending the failure streak of an endpoint enabled or disabled by hand failed");
+                }
+                return Ok(endpoint);
+            }
             Err(StoreError::Changed) if expected.is_none() => continue,
             Err(StoreError::Changed) => return Err(ApiError::PreconditionFailed),
             Err(err) => return Err(err.into()),
