@@ -55,7 +55,7 @@ pub(crate) struct Published {
     pub(crate) failed: usize,
 }
 
-/// Publishes `n` events to the URLs `targets(i)` gives (an app's msg endpoint), with
+/// Publishes `n` events to the URLs `target(i)` gives (an app's msg endpoint), with
 /// `concurrency` clients, optionally paced to `rate` per second in all.
 pub(crate) async fn publish(
     n: usize,
@@ -147,7 +147,8 @@ pub(crate) async fn publish_bodies(
         tasks.push(tokio::spawn(async move {
             let mut sent = Vec::new();
             let mut failed = 0;
-            let mut conn: Option<Connection> = None;
+            // One connection per server: publishes may go to several Herald nodes.
+            let mut conns: Vec<Connection> = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
@@ -159,9 +160,16 @@ pub(crate) async fn publish_bodies(
                 }
                 let body = body(i);
                 let url = format!("{}?with_content=false", target(i));
-                let conn = conn.get_or_insert_with(|| Connection::new(&url));
+                let (authority, path) = split_url(&url);
+                let k = match conns.iter().position(|c| c.authority == authority) {
+                    Some(k) => k,
+                    None => {
+                        conns.push(Connection::new(&url));
+                        conns.len() - 1
+                    }
+                };
                 let at = Instant::now();
-                match conn.send(split_url(&url).1, Some(TOKEN), body).await {
+                match conns[k].send(path, Some(TOKEN), body).await {
                     Ok((status, body)) if (200..300).contains(&status) => {
                         match serde_json::from_slice::<Accepted>(&body) {
                             Ok(accepted) => sent.push((accepted.id, at)),

@@ -1,13 +1,15 @@
-//! `cargo run --release -p bench -- <scenario>`: starts a loopback receiver and a Herald
+//! `cargo run --release -p bench -- <scenario>…`: starts a loopback receiver and a Herald
 //! (the `herald` binary, as a separate process so its CPU and memory can be measured),
 //! publishes through the public API, and reports what the receiver actually got.
-//! `herald.rs` runs and measures Herald, `receiver.rs` is the receiver, `load.rs` the
-//! publisher, `entity.rs` the entity updates, `scenarios.rs` the scenarios, `report.rs`
-//! the table and JSON.
+//! `herald.rs` runs and measures Herald (one node, or several on PostgreSQL) and the
+//! `relay` baseline (`bin/relay.rs`), `postgres.rs` the scratch databases and the
+//! server's figures, `receiver.rs` is the receiver, `load.rs` the publisher, `entity.rs`
+//! the entity updates, `scenarios.rs` the scenarios, `report.rs` the table and JSON.
 
 mod entity;
 mod herald;
 mod load;
+mod postgres;
 mod receiver;
 mod report;
 mod scenarios;
@@ -29,16 +31,22 @@ pub(crate) enum Scenario {
     Slow,
     Flaky,
     Backlog,
+    /// The load generator straight to the receiver: the price of an HTTP exchange.
     Ceiling,
-    /// Every scenario in one run, with ratios against `ceiling`.
+    /// The `relay` baseline (forwarding only, no storage) with `throughput`'s workload.
+    Relay,
+    /// The `relay` baseline with `fanout`'s workload.
+    RelayFanout,
+    /// Every scenario in one run, with ratios against `ceiling` and `relay`.
     All,
 }
 
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Benchmark Herald on loopback")]
 pub(crate) struct Options {
-    #[arg(value_enum)]
-    scenario: Scenario,
+    /// One or more scenarios, run in this order; ratios are taken within the run.
+    #[arg(value_enum, required = true)]
+    scenarios: Vec<Scenario>,
     /// Scale every scenario's event count by this factor (e.g. 0.01 for a smoke run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
@@ -48,6 +56,14 @@ pub(crate) struct Options {
     /// Concurrent publishers.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// A PostgreSQL superuser's URL (postgres://…): each scenario then runs Herald on a
+    /// database of its own made through it (and dropped afterwards), and reports the
+    /// server's CPU, commits and WAL per delivery.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Herald nodes on that database, 1 to 3; publishes go to each in turn.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3), requires = "database_url")]
+    nodes: u8,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,

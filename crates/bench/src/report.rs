@@ -8,9 +8,32 @@ pub(crate) struct Figure {
     pub(crate) unit: &'static str,
 }
 
+/// The shape of a delivery workload, which says which relay run a Herald run is compared
+/// with: ten endpoints an event (`fanout`, `filters`), or fewer (one in `throughput` and
+/// the others, two in `entities`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    OneEndpoint,
+    Fanout,
+}
+
+impl Shape {
+    pub(crate) fn of(endpoints_per_event: usize) -> Self {
+        if endpoints_per_event >= 10 {
+            Self::Fanout
+        } else {
+            Self::OneEndpoint
+        }
+    }
+}
+
 pub(crate) struct Report {
     pub(crate) scenario: &'static str,
     pub(crate) figures: Vec<Figure>,
+    /// Herald's deliveries, of this shape: its rate is compared with the relay's.
+    pub(crate) compare_with: Option<Shape>,
+    /// The relay's deliveries: the baseline for Herald's of this shape.
+    pub(crate) baseline_for: Option<Shape>,
 }
 
 impl Report {
@@ -18,6 +41,8 @@ impl Report {
         Self {
             scenario,
             figures: Vec::new(),
+            compare_with: None,
+            baseline_for: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The scenarios. Each starts its own Herald and receiver, so runs do not disturb one
-//! another, and reports only what the receiver saw.
+//! The scenarios. Each starts its own Herald (or relay) and receiver, and on PostgreSQL
+//! its own database, so runs do not disturb one another, and reports only what the
+//! receiver saw (and, on PostgreSQL, what the server spent).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,34 +11,46 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::herald::{HeraldProcess, TOKEN, machine_cpu_seconds, own_cpu_seconds};
+use crate::herald::{TOKEN, Target, machine_cpu_seconds, own_cpu_seconds};
 use crate::load::{Body, Published, order_created, post_direct, publish, publish_bodies};
 use crate::receiver::Receiver;
-use crate::report::Report;
+use crate::report::{Report, Shape};
 use crate::{Options, Scenario};
 
+/// What `all` runs. The baselines (ceiling and relay) run twice, first and again before
+/// the backlog (whose gigabyte of writeback disturbs what follows): the machine drifts,
+/// and ratios use the higher of the two figures.
+const ALL: [Scenario; 14] = [
+    Scenario::Ceiling,
+    Scenario::Relay,
+    Scenario::RelayFanout,
+    Scenario::Throughput,
+    Scenario::Fanout,
+    Scenario::Filters,
+    Scenario::Entities,
+    Scenario::Tenants,
+    Scenario::Slow,
+    Scenario::Flaky,
+    Scenario::Ceiling,
+    Scenario::Relay,
+    Scenario::RelayFanout,
+    Scenario::Backlog,
+];
+
 pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
-    let list = match options.scenario {
-        Scenario::All => vec![
-            Scenario::Ceiling,
-            Scenario::Throughput,
-            Scenario::Fanout,
-            Scenario::Filters,
-            Scenario::Entities,
-            Scenario::Tenants,
-            Scenario::Slow,
-            Scenario::Flaky,
-            // Again before the backlog (whose gigabyte of writeback disturbs what follows):
-            // the machine drifts, and ratios use the higher of the two figures.
-            Scenario::Ceiling,
-            Scenario::Backlog,
-        ],
-        one => vec![one],
-    };
+    let mut list = Vec::new();
+    for &scenario in &options.scenarios {
+        match scenario {
+            Scenario::All => list.extend(ALL),
+            one => list.push(one),
+        }
+    }
     let mut reports = Vec::new();
     for scenario in list {
         let report = match scenario {
             Scenario::Ceiling => ceiling(options).await?,
+            Scenario::Relay => relay(options, 1).await?,
+            Scenario::RelayFanout => relay(options, 10).await?,
             Scenario::Throughput => throughput(options).await?,
             Scenario::Fanout => fanout(options).await?,
             Scenario::Filters => filters(options).await?,
@@ -61,6 +74,28 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             if let Some(rate) = report.get("deliveries/s") {
                 report.add("deliveries/s as % of ceiling", rate / limit * 100.0, "%");
             }
+        }
+    }
+    // Herald's rate as a share of the relay's with the same shape of workload (the higher,
+    // if the relay ran twice).
+    let best_relay = |shape: Shape| {
+        reports
+            .iter()
+            .filter(|r| r.baseline_for == Some(shape))
+            .filter_map(|r| r.get("deliveries/s"))
+            .reduce(f64::max)
+    };
+    let relays = [
+        (Shape::OneEndpoint, best_relay(Shape::OneEndpoint)),
+        (Shape::Fanout, best_relay(Shape::Fanout)),
+    ];
+    for report in &mut reports {
+        let baseline = relays
+            .iter()
+            .find(|(shape, _)| report.compare_with == Some(*shape))
+            .and_then(|(_, rate)| *rate);
+        if let (Some(relay), Some(rate)) = (baseline, report.get("deliveries/s")) {
+            report.add("deliveries/s as % of relay", rate / relay * 100.0, "%");
         }
     }
     Ok(reports)
@@ -87,7 +122,7 @@ fn progress(options: &Options, n: usize, what: &str) -> ProgressBar {
 /// Creates `apps` applications with `per_app` endpoints each, endpoint `k` of every app
 /// pointing at `/e{k}` on the receiver. Returns the app ids.
 async fn setup(
-    herald: &HeraldProcess,
+    herald: &Target,
     receiver_base: &str,
     apps: usize,
     per_app: usize,
@@ -97,7 +132,7 @@ async fn setup(
 
 /// As `setup`, with `extra` fields (filter, transform…) on every endpoint.
 async fn setup_with(
-    herald: &HeraldProcess,
+    herald: &Target,
     receiver_base: &str,
     apps: usize,
     per_app: usize,
@@ -134,15 +169,20 @@ async fn setup_with(
     Ok(ids)
 }
 
-fn targets(
-    herald: &HeraldProcess,
-    apps: Vec<String>,
-) -> Arc<dyn Fn(usize) -> String + Send + Sync> {
-    let urls: Vec<String> = apps
-        .iter()
-        .map(|a| herald.url(&format!("/api/v1/app/{a}/msg")))
+/// Where publish `i` goes: its application's msg endpoint (the apps in turn), on each node
+/// in turn.
+fn targets(herald: &Target, apps: Vec<String>) -> Arc<dyn Fn(usize) -> String + Send + Sync> {
+    let urls: Vec<Vec<String>> = (0..herald.nodes())
+        .map(|node| {
+            apps.iter()
+                .map(|a| herald.node_url(node, &format!("/api/v1/app/{a}/msg")))
+                .collect()
+        })
         .collect();
-    Arc::new(move |i| urls[i % urls.len()].clone())
+    Arc::new(move |i| {
+        let node = &urls[i % urls.len()];
+        node[i % node.len()].clone()
+    })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -188,7 +228,7 @@ const WITHIN: Duration = Duration::from_secs(600);
 async fn deliver(
     options: &Options,
     report: &mut Report,
-    herald: &HeraldProcess,
+    herald: &Target,
     receiver: &Receiver,
     workload: Workload<'_>,
 ) -> anyhow::Result<()> {
@@ -199,7 +239,7 @@ async fn deliver(
 async fn deliver_bodies(
     options: &Options,
     report: &mut Report,
-    herald: &HeraldProcess,
+    herald: &Target,
     receiver: &Receiver,
     workload: Workload<'_>,
     body: Body,
@@ -211,6 +251,11 @@ async fn deliver_bodies(
     } = workload;
     let within = WITHIN;
     let deliveries_expected = n * paths.len();
+    let database = herald.database();
+    let database_before = match database {
+        Some(database) => Some(database.snapshot().await?),
+        None => None,
+    };
     let cpu_before = herald.cpu_seconds();
     let own_before = own_cpu_seconds();
     let machine_before = machine_cpu_seconds();
@@ -237,10 +282,17 @@ async fn deliver_bodies(
     let cpu = herald.cpu_seconds() - cpu_before;
     let own_cpu = own_cpu_seconds() - own_before;
     let machine_after = machine_cpu_seconds();
+    let database_after = match database {
+        Some(database) => Some(database.snapshot().await?),
+        None => None,
+    };
     let arrivals = receiver.arrivals();
     let lat = latencies(&published, &arrivals, paths);
     let last = arrivals.values().max().copied().unwrap_or(start);
     let elapsed = last.saturating_duration_since(start).as_secs_f64();
+    if database.is_some() {
+        report.add("Herald nodes on PostgreSQL", herald.nodes() as f64, "");
+    }
     report.add("events published", accepted as f64, "");
     report.add("publish errors", published.failed as f64, "");
     report.add(
@@ -258,12 +310,14 @@ async fn deliver_bodies(
     report.add("latency p50", percentile(&lat, 50.0), "ms");
     report.add("latency p99", percentile(&lat, 99.0), "ms");
     report.add("latency max", percentile(&lat, 100.0), "ms");
-    report.add(
-        "Herald CPU per 1000 deliveries",
-        cpu / lat.len().max(1) as f64 * 1000.0,
-        "s",
-    );
-    report.add("Herald peak RSS", herald.peak_rss_mib(), "MiB");
+    // Summed over the nodes; the peak RSS is the largest node's.
+    let (cpu_figure, rss_figure) = if herald.is_relay() {
+        ("relay CPU per 1000 deliveries", "relay peak RSS")
+    } else {
+        ("Herald CPU per 1000 deliveries", "Herald peak RSS")
+    };
+    report.add(cpu_figure, cpu / lat.len().max(1) as f64 * 1000.0, "s");
+    report.add(rss_figure, herald.peak_rss_mib(), "MiB");
     // Where the machine's two cores went: deliveries/s is at most the cores divided by
     // what Herald and the benchmark spend per delivery, unless the cores idle.
     report.add(
@@ -276,6 +330,11 @@ async fn deliver_bodies(
         machine_after.1 - machine_before.1,
     );
     report.add("machine idle", idle / total.max(f64::EPSILON) * 100.0, "%");
+    if herald.is_relay() {
+        report.baseline_for = Some(Shape::of(paths.len()));
+    } else {
+        report.compare_with = Some(Shape::of(paths.len()));
+    }
     if !complete {
         bail!(
             "{}: only {} of {} deliveries arrived",
@@ -283,6 +342,10 @@ async fn deliver_bodies(
             receiver.unique(),
             expected
         );
+    }
+    if let (Some(database), Some(before), Some(after)) = (database, database_before, database_after)
+    {
+        database.report(report, &before, &after, lat.len()).await?;
     }
     Ok(())
 }
@@ -308,9 +371,35 @@ async fn ceiling(options: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// The relay baseline with `throughput`'s workload (one endpoint) or `fanout`'s (ten): the
+/// same events, the same receiver, the relay instead of Herald.
+async fn relay(options: &Options, endpoints: usize) -> anyhow::Result<Report> {
+    let receiver = Receiver::start().await?;
+    let relay = Target::relay()?;
+    let apps = setup(&relay, &receiver.url(""), 1, endpoints).await?;
+    let paths: Vec<String> = (0..endpoints).map(|k| format!("/e{k}")).collect();
+    let (mut report, events) = match endpoints {
+        1 => (Report::new("relay (throughput's workload)"), 50_000),
+        _ => (Report::new("relay-fanout (fanout's workload)"), 10_000),
+    };
+    deliver(
+        options,
+        &mut report,
+        &relay,
+        &receiver,
+        Workload {
+            apps,
+            paths: &paths,
+            events: scaled(options, events),
+        },
+    )
+    .await?;
+    Ok(report)
+}
+
 async fn throughput(options: &Options) -> anyhow::Result<Report> {
     let receiver = Receiver::start().await?;
-    let herald = HeraldProcess::start(&[])?;
+    let herald = Target::herald(options, &[]).await?;
     let apps = setup(&herald, &receiver.url(""), 1, 1).await?;
     let paths = ["/e0".to_owned()];
     let mut report = Report::new("throughput");
@@ -358,7 +447,7 @@ async fn throughput(options: &Options) -> anyhow::Result<Report> {
 
 async fn fanout(options: &Options) -> anyhow::Result<Report> {
     let receiver = Receiver::start().await?;
-    let herald = HeraldProcess::start(&[])?;
+    let herald = Target::herald(options, &[]).await?;
     let apps = setup(&herald, &receiver.url(""), 1, 10).await?;
     let paths: Vec<String> = (0..10).map(|k| format!("/e{k}")).collect();
     let mut report = Report::new("fanout (10 endpoints)");
@@ -423,7 +512,7 @@ async fn filters(options: &Options) -> anyhow::Result<Report> {
     report.add("copy + transform + filter, per endpoint", per, "µs");
 
     let receiver = Receiver::start().await?;
-    let herald = HeraldProcess::start(&[])?;
+    let herald = Target::herald(options, &[]).await?;
     let apps = setup_with(&herald, &receiver.url(""), 1, 10, spec).await?;
     let paths: Vec<String> = (0..10).map(|k| format!("/e{k}")).collect();
     deliver(
@@ -534,7 +623,7 @@ async fn entities(options: &Options) -> anyhow::Result<(Report, Report)> {
     for (with_entities, report) in [(true, &mut report), (false, &mut baseline)] {
         let bodies = Arc::new(crate::entity::bodies(n, cases, with_entities));
         let receiver = Receiver::start().await?;
-        let herald = HeraldProcess::start(&[])?;
+        let herald = Target::herald(options, &[]).await?;
         let apps = setup(&herald, &receiver.url(""), 1, 0).await?;
         endpoint(
             &herald,
@@ -560,15 +649,17 @@ async fn entities(options: &Options) -> anyhow::Result<(Report, Report)> {
             Arc::new(move |i| bodies[i].clone()),
         )
         .await?;
-        // The store's writer thread is where snapshots are read and replaced, and the
-        // publish-time diff runs, one message at a time.
-        let writer = herald.thread_cpu_seconds(WRITER) - writer_before;
-        let delivered = report.get("deliveries received (unique)").unwrap_or(0.0);
-        report.add(
-            "store writer CPU per 1000 deliveries",
-            writer / delivered.max(1.0) * 1000.0,
-            "s",
-        );
+        // The embedded store's writer thread is where snapshots are read and replaced,
+        // and the publish-time diff runs, one message at a time (PostgreSQL has none).
+        if herald.database().is_none() {
+            let writer = herald.thread_cpu_seconds(WRITER) - writer_before;
+            let delivered = report.get("deliveries received (unique)").unwrap_or(0.0);
+            report.add(
+                "store writer CPU per 1000 deliveries",
+                writer / delivered.max(1.0) * 1000.0,
+                "s",
+            );
+        }
     }
     let figure = |r: &Report, name| r.get(name).unwrap_or(f64::NAN);
     let cpu = "Herald CPU per 1000 deliveries";
@@ -589,11 +680,13 @@ async fn entities(options: &Options) -> anyhow::Result<(Report, Report)> {
         (figure(&report, cpu) - figure(&baseline, cpu)) * 1000.0 * paths.len() as f64,
         "µs",
     );
-    report.add(
-        "extra writer CPU per event vs baseline",
-        (figure(&report, writer) - figure(&baseline, writer)) * 1000.0 * paths.len() as f64,
-        "µs",
-    );
+    if report.get(writer).is_some() {
+        report.add(
+            "extra writer CPU per event vs baseline",
+            (figure(&report, writer) - figure(&baseline, writer)) * 1000.0 * paths.len() as f64,
+            "µs",
+        );
+    }
     Ok((report, baseline))
 }
 
@@ -601,11 +694,7 @@ async fn entities(options: &Options) -> anyhow::Result<(Report, Report)> {
 const WRITER: &str = "herald-store-writer";
 
 /// Adds an endpoint with `body` (its url included) to `app`.
-async fn endpoint(
-    herald: &HeraldProcess,
-    app: &str,
-    body: serde_json::Value,
-) -> anyhow::Result<()> {
+async fn endpoint(herald: &Target, app: &str, body: serde_json::Value) -> anyhow::Result<()> {
     reqwest::Client::new()
         .post(herald.url(&format!("/api/v1/app/{app}/endpoint")))
         .bearer_auth(TOKEN)
@@ -618,7 +707,7 @@ async fn endpoint(
 
 async fn tenants(options: &Options) -> anyhow::Result<Report> {
     let receiver = Receiver::start().await?;
-    let herald = HeraldProcess::start(&[])?;
+    let herald = Target::herald(options, &[]).await?;
     let n_apps = scaled(options, 1000);
     let apps = setup(&herald, &receiver.url(""), n_apps, 1).await?;
     let mut report = Report::new("tenants (1,000 applications)");
@@ -642,18 +731,24 @@ async fn slow(options: &Options) -> anyhow::Result<Report> {
     let receiver = Receiver::start().await?;
     receiver.behaviour.delay_ms.store(200, Ordering::Relaxed);
     let in_flight = 512;
-    let herald = HeraldProcess::start(&[
-        "--max-in-flight",
-        &in_flight.to_string(),
-        "--max-in-flight-per-endpoint",
-        &in_flight.to_string(),
-    ])?;
+    let limit = in_flight.to_string();
+    let herald = Target::herald(
+        options,
+        &[
+            "--max-in-flight",
+            &limit,
+            "--max-in-flight-per-endpoint",
+            &limit,
+        ],
+    )
+    .await?;
     let apps = setup(&herald, &receiver.url(""), 1, 1).await?;
     let mut report = Report::new("slow (receiver answers after 200 ms)");
+    // Per node: several nodes on PostgreSQL have as many times more in flight.
     report.add("max in flight (configured)", in_flight as f64, "");
     report.add(
         "expected deliveries/s (in flight / 0.2 s)",
-        in_flight as f64 / 0.2,
+        (in_flight * herald.nodes()) as f64 / 0.2,
         "deliveries/s",
     );
     let rss_before = herald.rss_mib();
@@ -680,10 +775,14 @@ async fn flaky(options: &Options) -> anyhow::Result<Report> {
         .behaviour
         .fail_permille
         .store(300, Ordering::Relaxed);
-    let herald = HeraldProcess::start(&[
-        "--retry-schedule",
-        "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
-    ])?;
+    let herald = Target::herald(
+        options,
+        &[
+            "--retry-schedule",
+            "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
+        ],
+    )
+    .await?;
     let apps = setup(&herald, &receiver.url(""), 1, 1).await?;
     let mut report = Report::new("flaky (30 % of answers are 500)");
     deliver(
@@ -720,7 +819,7 @@ async fn backlog_run(
 ) -> anyhow::Result<f64> {
     let down = Receiver::free_port()?;
     let base = format!("http://{down}");
-    let herald = HeraldProcess::start(&["--retry-schedule", "none"])?;
+    let herald = Target::herald(options, &["--retry-schedule", "none"]).await?;
     let apps = setup(&herald, &base, 1, 1).await?;
     let app = apps[0].clone();
     let client = reqwest::Client::new();

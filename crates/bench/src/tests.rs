@@ -1,9 +1,12 @@
-//! A smoke run of every scenario with a few hundred events, so the harness never rots.
-//! It checks that every event was delivered; it asserts no timing. And the `entities`
-//! scenario's updates are what it says they are.
+//! A smoke run of every scenario with a few hundred events, so the harness never rots,
+//! and of `throughput` and `fanout` on PostgreSQL with two nodes when a server is given
+//! (`HERALD_TEST_DATABASE_URL`, a superuser's URL; `scripts/postgres.sh` starts one).
+//! They check that every event was delivered and the figures were reported; they assert
+//! no timing. And the `entities` scenario's updates are what it says they are.
 
 use clap::Parser;
 
+use crate::report::Report;
 use crate::{Options, scenarios};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,13 +26,39 @@ async fn every_scenario_delivers_everything_at_small_scale() {
         .expect("every scenario completes");
     assert_eq!(
         reports.len(),
-        11,
-        "nine scenarios, the ceiling twice, entities with its baseline"
+        15,
+        "nine scenarios, the ceiling and both relays twice, entities with its baseline"
     );
     for report in &reports {
         if let Some(lost) = report.get("deliveries lost") {
             assert_eq!(lost, 0.0, "{} lost deliveries", report.scenario);
         }
+    }
+    let relays: Vec<&Report> = reports
+        .iter()
+        .filter(|r| r.scenario.starts_with("relay"))
+        .collect();
+    assert_eq!(relays.len(), 4, "both relay scenarios ran twice");
+    for relay in relays {
+        assert_eq!(relay.get("publish errors"), Some(0.0), "{}", relay.scenario);
+        assert!(
+            relay.get("deliveries received (unique)") >= Some(10.0),
+            "{}",
+            relay.scenario
+        );
+        assert!(relay.get("deliveries/s as % of relay").is_none());
+    }
+    for scenario in ["throughput", "fanout", "tenants"] {
+        let report = reports
+            .iter()
+            .find(|r| r.scenario.starts_with(scenario))
+            .unwrap();
+        assert!(
+            report
+                .get("deliveries/s as % of relay")
+                .is_some_and(|p| p > 0.0),
+            "{scenario} is compared with the relay"
+        );
     }
     let flaky = reports
         .iter()
@@ -74,6 +103,78 @@ async fn every_scenario_delivers_everything_at_small_scale() {
         .find(|r| r.scenario.starts_with("backlog"))
         .unwrap();
     assert_eq!(backlog.get("large backlog"), Some(200.0));
+}
+
+/// `throughput` and `fanout` on two Herald nodes sharing a PostgreSQL database: nothing
+/// lost, and the server's figures reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_and_fanout_on_postgres_with_two_nodes() {
+    let Some(url) = database_url() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = Options::parse_from([
+        "bench",
+        "throughput",
+        "fanout",
+        "--scale",
+        "0.01",
+        "--database-url",
+        &url,
+        "--nodes",
+        "2",
+        "--json",
+    ]);
+    let reports = scenarios::run(&options)
+        .await
+        .expect("both scenarios complete on PostgreSQL");
+    assert_eq!(reports.len(), 2);
+    for report in &reports {
+        let figure = |name| report.get(name);
+        assert_eq!(figure("Herald nodes on PostgreSQL"), Some(2.0));
+        assert_eq!(figure("publish errors"), Some(0.0), "{}", report.scenario);
+        assert_eq!(figure("deliveries lost"), Some(0.0), "{}", report.scenario);
+        assert!(figure("events published").is_some_and(|n| n > 0.0));
+        // Every publish commits, and every commit writes WAL.
+        for name in [
+            "commits per delivery",
+            "write transactions per delivery",
+            "WAL bytes per delivery",
+        ] {
+            assert!(
+                figure(name).is_some_and(|v| v > 0.0),
+                "{}: {name} reported",
+                report.scenario
+            );
+        }
+    }
+}
+
+/// `HERALD_TEST_DATABASE_URL`, or `None` after saying loudly that the PostgreSQL runs are
+/// skipped; under `CI=true` a missing server is a failure.
+fn database_url() -> Option<String> {
+    use std::io::Write;
+    match std::env::var("HERALD_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!(
+                    "HERALD_TEST_DATABASE_URL is not set under CI: PostgreSQL must run \
+                     (scripts/postgres.sh starts one)"
+                );
+            }
+            // Past the test harness's capture of `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+                 !! SKIPPED: HERALD_TEST_DATABASE_URL is not set, so the benchmark    !!\n\
+                 !! was NOT run on PostgreSQL. Run: source scripts/postgres.sh &&     !!\n\
+                 !! start_postgres && cargo test -p bench                             !!\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            );
+            None
+        }
+    }
 }
 
 /// The entity updates are what the `entities` scenario says: ~5 KB, ~10 % of the leaves
