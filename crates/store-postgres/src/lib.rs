@@ -157,6 +157,31 @@ impl PostgresStore {
         self.listener.announce(topic);
     }
 
+    /// The creation time of the attempt of `endpoint` that `sql` finds, reading from `at`
+    /// on (`$1` the endpoint, `$2` the time, `$3` the first attempt id that can have been
+    /// made then: ids sort by creation time, so the index on (endpoint_id, id) is read
+    /// only from there).
+    async fn attempt_time(
+        &self,
+        sql: &str,
+        endpoint: &EndpointId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let client = self.client().await?;
+        let found = row(
+            &client,
+            sql,
+            &[
+                &endpoint.as_str(),
+                &ms(at),
+                &AttemptId::floor_at(at).as_str(),
+            ],
+        )
+        .await
+        .map_err(error::map)?;
+        Self::time_of(found)
+    }
+
     /// A connection from the pool.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(error::pool)
@@ -730,22 +755,13 @@ impl Store for PostgresStore {
         endpoint: &EndpointId,
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        // Attempt ids sort by creation time, so the index on (endpoint_id, id) is read
-        // backwards from the newest, down to the first id that can have been made at
-        // `since`, stopping at the first success.
-        let client = self.client().await?;
-        let found = row(
-            &client,
+        // Backwards from the newest, stopping at the first success.
+        self.attempt_time(
             "SELECT created_at FROM attempts WHERE endpoint_id = $1 AND id >= $3 AND status = 0 AND created_at >= $2 ORDER BY id DESC LIMIT 1",
-            &[
-                &endpoint.as_str(),
-                &ms(since),
-                &AttemptId::floor_at(since).as_str(),
-            ],
+            endpoint,
+            since,
         )
         .await
-        .map_err(error::map)?;
-        Self::time_of(found)
     }
 
     async fn failure_after(
@@ -753,21 +769,13 @@ impl Store for PostgresStore {
         endpoint: &EndpointId,
         after: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        // Forwards on the same index, from the first id that can have been made after
-        // `after`.
-        let client = self.client().await?;
-        let found = row(
-            &client,
+        // Forwards, stopping at the first failure that is not Herald's own refusal.
+        self.attempt_time(
             "SELECT created_at FROM attempts WHERE endpoint_id = $1 AND id >= $3 AND status = 2 AND error IS DISTINCT FROM 'refused' AND created_at > $2 ORDER BY id LIMIT 1",
-            &[
-                &endpoint.as_str(),
-                &ms(after),
-                &AttemptId::floor_at(after).as_str(),
-            ],
+            endpoint,
+            after,
         )
         .await
-        .map_err(error::map)?;
-        Self::time_of(found)
     }
 
     async fn clear_failing(&self, endpoint: &EndpointId) -> Result<()> {

@@ -321,6 +321,29 @@ impl EmbeddedStore {
             .await
     }
 
+    /// The creation time of the attempt of `endpoint` that `sql` finds, reading from `at`
+    /// on (`?1` the endpoint, `?2` the time, `?3` the first attempt id that can have been
+    /// made then: ids sort by creation time, so the index on (endpoint_id, id) is read
+    /// only from there).
+    async fn attempt_time(
+        &self,
+        sql: &'static str,
+        endpoint: &EndpointId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let endpoint = endpoint.as_str().to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(sql)?
+                .query_row(
+                    params![endpoint, ms(at), AttemptId::floor_at(at).as_str()],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+                .map(|t| t.map(rows::time))
+        })
+        .await
+    }
+
     /// How many leases the previous process left behind, released at open.
     pub fn released_at_open(&self) -> u64 {
         self.released_at_open
@@ -1364,21 +1387,12 @@ impl Store for EmbeddedStore {
         endpoint: &EndpointId,
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        let endpoint = endpoint.as_str().to_owned();
-        self.read(move |conn| {
-            // Attempt ids sort by creation time, so the index on (endpoint_id, id) is read
-            // backwards from the newest, down to the first id that can have been made at
-            // `since`, stopping at the first success.
-            conn.prepare_cached(
-                "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 0 AND created_at >= ?2 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(
-                params![endpoint, ms(since), AttemptId::floor_at(since).as_str()],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|t| t.map(rows::time))
-        })
+        // Backwards from the newest, stopping at the first success.
+        self.attempt_time(
+            "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 0 AND created_at >= ?2 ORDER BY id DESC LIMIT 1",
+            endpoint,
+            since,
+        )
         .await
     }
 
@@ -1387,20 +1401,12 @@ impl Store for EmbeddedStore {
         endpoint: &EndpointId,
         after: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        let endpoint = endpoint.as_str().to_owned();
-        self.read(move |conn| {
-            // Attempt ids sort by creation time: the index on (endpoint_id, id) is read
-            // forwards from the first id that can have been made after `after`.
-            conn.prepare_cached(
-                "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 2 AND (error IS NULL OR error != 'refused') AND created_at > ?2 ORDER BY id LIMIT 1",
-            )?
-            .query_row(
-                params![endpoint, ms(after), AttemptId::floor_at(after).as_str()],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|t| t.map(rows::time))
-        })
+        // Forwards, stopping at the first failure that is not Herald's own refusal.
+        self.attempt_time(
+            "SELECT created_at FROM attempts WHERE endpoint_id = ?1 AND id >= ?3 AND status = 2 AND (error IS NULL OR error != 'refused') AND created_at > ?2 ORDER BY id LIMIT 1",
+            endpoint,
+            after,
+        )
         .await
     }
 
