@@ -145,7 +145,8 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct TokenArgs {
-    /// The data directory of the Herald whose token to print [default: ./herald-data].
+    /// The data directory of the Herald whose token to print [default: ./herald-data]
+    /// (the embedded store's; on PostgreSQL the token is kept only as a digest).
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -160,7 +161,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = args.data_dir.unwrap_or_else(config::default_data_dir);
             let token = config::stored_token(&dir)?.with_context(|| {
                 format!(
-                    "no admin token in {}: start `herald serve` once, or set HERALD_ADMIN_TOKEN",
+                    "no admin token in {}: start `herald serve` once, or set HERALD_ADMIN_TOKEN \
+                     (on PostgreSQL no node keeps the token: the first node printed it once, \
+                     and only its digest is in the database)",
                     dir.display()
                 )
             })?;
