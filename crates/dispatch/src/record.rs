@@ -42,6 +42,22 @@ impl Shared {
                     Err(_) => break,
                 }
             }
+            // A store that pays a commit per call gets larger batches: a short wait for
+            // the records of the attempts finishing meanwhile (never at shutdown).
+            let linger = self.config.record_linger;
+            if !batch.is_empty() && !linger.is_zero() && batch.len() < MAX_RECORD_BATCH {
+                let until = tokio::time::Instant::now() + linger;
+                while batch.len() < MAX_RECORD_BATCH {
+                    tokio::select! {
+                        biased;
+                        () = finish.cancelled() => break,
+                        record = tokio::time::timeout_at(until, rx.recv()) => match record {
+                            Ok(Some(record)) => batch.push(record),
+                            _ => break,
+                        },
+                    }
+                }
+            }
             if batch.is_empty() {
                 break;
             }

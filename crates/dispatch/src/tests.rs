@@ -193,6 +193,7 @@ impl TwoNodes {
                     poll_interval: Duration::from_millis(50),
                     poll_batch: 100,
                     drain_timeout: Duration::from_secs(1),
+                    record_linger: Duration::ZERO,
                     entity_retention: Duration::from_secs(3600),
                     auto_disable_after: setup.auto_disable_after,
                     operator_app: None,

@@ -110,6 +110,9 @@ async fn admin_token(settings: &Settings, store: &dyn Store) -> anyhow::Result<a
         .context("the admin token's digest kept in the database is not a SHA-256 digest")
 }
 
+/// The recorder's wait for more attempts before a batch, on a shared store.
+const RECORD_LINGER_SHARED: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Connections waiting to be accepted, at most. The standard library's (and tokio's) 128
 /// overflows when a fleet of publishers connects at once, and a SYN the kernel drops is
 /// sent again only after a second. The kernel caps it at `net.core.somaxconn`.
@@ -162,6 +165,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             poll_interval: settings.poll_interval,
             poll_batch: 1000,
             drain_timeout: settings.drain_timeout,
+            // The embedded store's writer groups every waiting write into one commit; on
+            // PostgreSQL each record batch is a commit of its own.
+            record_linger: if settings.database.is_some() {
+                RECORD_LINGER_SHARED
+            } else {
+                std::time::Duration::ZERO
+            },
             entity_retention: settings.entity_retention,
             auto_disable_after: settings.auto_disable_after,
             operator_app: Some(settings.operator_app.clone()),

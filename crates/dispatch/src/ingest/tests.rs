@@ -55,6 +55,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
             poll_interval: Duration::from_millis(250),
             poll_batch: 100,
             drain_timeout: Duration::from_secs(1),
+            record_linger: Duration::ZERO,
             entity_retention: Duration::from_secs(3600),
             auto_disable_after: None,
             operator_app: None,
