@@ -200,6 +200,23 @@ impl PostgresStore {
         all(&found, map)
     }
 
+    /// The row of `sql` (columns `columns` substituted for `{}`), if any, mapped by `map`.
+    async fn one<T>(
+        &self,
+        sql: &str,
+        columns: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        map: impl Fn(&tokio_postgres::Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let sql = sql.replacen("{}", columns, 1);
+        let client = self.client().await?;
+        row(&client, &sql, params)
+            .await
+            .map_err(error::map)?
+            .map(|r| map(&r))
+            .transpose()
+    }
+
     /// Whether `app` has an endpoint `id`, read on the caller's connection (a second
     /// one from the pool could wait for the caller's own to come back).
     async fn endpoint_exists(
@@ -355,16 +372,13 @@ impl Store for PostgresStore {
     }
 
     async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
-        let sql = format!(
+        self.one(
             "SELECT {} FROM event_types WHERE name = $1",
-            rows::EVENT_TYPE_COLUMNS
-        );
-        let client = self.client().await?;
-        row(&client, &sql, &[&name])
-            .await
-            .map_err(error::map)?
-            .map(|r| rows::event_type(&r))
-            .transpose()
+            rows::EVENT_TYPE_COLUMNS,
+            &[&name],
+            rows::event_type,
+        )
+        .await
     }
 
     async fn list_event_types(
@@ -449,16 +463,13 @@ impl Store for PostgresStore {
     }
 
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
-        let sql = format!(
+        self.one(
             "SELECT {} FROM endpoints WHERE app_id = $1 AND (id = $2 OR uid = $2) ORDER BY (id = $2) DESC LIMIT 1",
-            rows::ENDPOINT_COLUMNS
-        );
-        let client = self.client().await?;
-        row(&client, &sql, &[&app.as_str(), &id_or_uid])
-            .await
-            .map_err(error::map)?
-            .map(|r| rows::endpoint(&r))
-            .transpose()
+            rows::ENDPOINT_COLUMNS,
+            &[&app.as_str(), &id_or_uid],
+            rows::endpoint,
+        )
+        .await
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &Page) -> Result<Vec<Endpoint>> {
@@ -849,16 +860,13 @@ impl Store for PostgresStore {
     }
 
     async fn token_by_digest(&self, digest: &str) -> Result<Option<ApiToken>> {
-        let sql = format!(
+        self.one(
             "SELECT {} FROM tokens WHERE digest = $1",
-            rows::TOKEN_COLUMNS
-        );
-        let client = self.client().await?;
-        row(&client, &sql, &[&digest])
-            .await
-            .map_err(error::map)?
-            .map(|r| rows::token(&r))
-            .transpose()
+            rows::TOKEN_COLUMNS,
+            &[&digest],
+            rows::token,
+        )
+        .await
     }
 
     async fn list_tokens(&self, app: &AppId) -> Result<Vec<ApiToken>> {
@@ -917,16 +925,13 @@ impl Store for PostgresStore {
         msg: &MessageId,
         id: &AttemptId,
     ) -> Result<Option<Attempt>> {
-        let sql = format!(
+        self.one(
             "SELECT {} FROM attempts WHERE msg_id = $2 AND id = $3 AND app_id = $1",
-            rows::ATTEMPT_COLUMNS
-        );
-        let client = self.client().await?;
-        row(&client, &sql, &[&app.as_str(), &msg.as_str(), &id.as_str()])
-            .await
-            .map_err(error::map)?
-            .map(|r| rows::attempt(&r))
-            .transpose()
+            rows::ATTEMPT_COLUMNS,
+            &[&app.as_str(), &msg.as_str(), &id.as_str()],
+            rows::attempt,
+        )
+        .await
     }
 
     async fn list_message_deliveries(
