@@ -15,10 +15,15 @@ impl Shared {
         if rate == 0 {
             return;
         }
-        let now = self.clock.now();
-        let wait = match self.store.throttle_slot(endpoint, rate, now).await {
+        let wait = match self
+            .store
+            .throttle_slot(endpoint, rate, self.clock.now())
+            .await
+        {
+            // Measured after the round trip, so a slow store does not push the start
+            // later by its own delay (late starts bunch up behind early ones).
             Ok(start) => start
-                .signed_duration_since(now)
+                .signed_duration_since(self.clock.now())
                 .to_std()
                 .unwrap_or_default(),
             Err(err) => {
