@@ -6,8 +6,11 @@
 //! `FOR UPDATE SKIP LOCKED`: a row another poll has locked is passed over rather than
 //! waited for, and a row another poll leased and committed no longer matches (PostgreSQL
 //! checks the condition again on the row as committed), so no two polls lease one
-//! delivery. The fenced writes match on `leased = 1`, the owner and the generation in the
-//! statement that changes the row, and return the positions they applied to.
+//! delivery. The fenced writes match on the owner and the generation in the statement
+//! that changes the row (a delivery has an owner exactly while it is leased, a constraint
+//! of the schema), and return the positions they applied to. They look each delivery up
+//! by its key: had they said `leased = 1`, PostgreSQL could choose to read every leased
+//! delivery from that partial index instead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -177,13 +180,13 @@ impl PostgresStore {
         }
         let set = match set {
             Fenced::Renew => "next_attempt_at = GREATEST(d.next_attempt_at, $5)",
-            Fenced::Release => "leased = 0, next_attempt_at = $5",
+            Fenced::Release => "leased = 0, lease_owner = NULL, next_attempt_at = $5",
         };
         let sql = format!(
             "UPDATE deliveries d SET {set} \
              FROM UNNEST($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS x(msg_id, endpoint_id, gen, pos) \
              WHERE d.msg_id = x.msg_id AND d.endpoint_id = x.endpoint_id \
-               AND d.status = 1 AND d.leased = 1 AND d.lease_owner = $4 AND d.lease_gen = x.gen \
+               AND d.status = 1 AND d.lease_owner = $4 AND d.lease_gen = x.gen \
              RETURNING x.pos"
         );
         let msgs: Vec<&str> = deliveries.iter().map(|d| d.msg_id.as_str()).collect();
@@ -260,9 +263,9 @@ impl PostgresStore {
                          response, response_duration_ms, error, trigger, created_at, pos) \
             ), moved AS ( \
                 UPDATE deliveries d SET status = x.next_status, attempts = x.attempts, next_attempt_at = x.next_attempt_at, \
-                    leased = 0, trigger = 0, updated_at = x.created_at \
+                    leased = 0, lease_owner = NULL, trigger = 0, updated_at = x.created_at \
                 FROM x WHERE d.msg_id = x.msg_id AND d.endpoint_id = x.endpoint_id \
-                  AND d.status = 1 AND d.leased = 1 AND d.lease_owner = $7 AND d.lease_gen = x.gen \
+                  AND d.status = 1 AND d.lease_owner = $7 AND d.lease_gen = x.gen \
                 RETURNING x.pos \
             ), written AS ( \
                 INSERT INTO attempts (msg_id, id, delivery_id, app_id, endpoint_id, url, status, response_status_code, response, response_duration_ms, error, trigger, created_at) \

@@ -12,10 +12,13 @@ use tokio_postgres::NoTls;
 use crate::error;
 
 /// The migrations, by the version they bring the schema to, in order.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/001_initial.sql")),
+    (2, include_str!("migrations/002_lease_owner.sql")),
+];
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock every Herald node takes to migrate ("herald" in ASCII).
 const LOCK_KEY: i64 = 0x6865_7261_6c64;

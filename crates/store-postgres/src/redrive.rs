@@ -33,7 +33,8 @@ impl PostgresStore {
                AND EXISTS (SELECT 1 FROM endpoints WHERE app_id = $4 AND id = $2) \
              ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, attempts = 0, trigger = 1, updated_at = $5, \
                  next_attempt_at = CASE WHEN d.leased = 1 AND d.status = 1 AND d.next_attempt_at > $5 THEN d.next_attempt_at ELSE $5 END, \
-                 leased = CASE WHEN d.leased = 1 AND d.status = 1 AND d.next_attempt_at > $5 THEN 1 ELSE 0 END \
+                 leased = CASE WHEN d.leased = 1 AND d.status = 1 AND d.next_attempt_at > $5 THEN 1 ELSE 0 END, \
+                 lease_owner = CASE WHEN d.leased = 1 AND d.status = 1 AND d.next_attempt_at > $5 THEN d.lease_owner END \
              RETURNING {}",
             rows::DELIVERY_COLUMNS
         );
