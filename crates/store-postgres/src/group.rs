@@ -2,9 +2,12 @@
 //! on one node share one statement, so one commit, instead of paying a commit (a WAL
 //! flush) each. A writer task takes the first publish waiting, adds every other one
 //! already waiting (up to `MAX_GROUP`), and inserts all their messages and deliveries in
-//! one statement; at most `IN_FLIGHT` groups are being written at once, and publishes that
-//! arrive meanwhile wait for the next group, which is the larger for it. A publish is
-//! answered only when its group committed: a 2xx still means stored.
+//! one statement. Publishes that arrive while a group is being written wait for the next
+//! group, which is the larger for it; a second group is written beside the first only once
+//! `SECOND_GROUP` publishes are waiting, so a node with few concurrent publishes (one of
+//! several nodes sharing the load) still writes them in few commits, and one with many
+//! does not make them queue behind one commit at a time. A publish is answered only when
+//! its group committed: a 2xx still means stored.
 //!
 //! A group is all or nothing. If its statement fails for one message's sake (a duplicate
 //! `eventId`), the group is written again one message at a time, so each publish gets its
@@ -24,8 +27,9 @@ use crate::rows::{ms, signed};
 /// Publishes written in one statement at most.
 const MAX_GROUP: usize = 512;
 
-/// Groups being written at once at most.
-const IN_FLIGHT: usize = 2;
+/// Publishes waiting that start a second group while one is being written: fewer wait
+/// for it to commit and join the next group.
+const SECOND_GROUP: usize = 16;
 
 /// The writer of plain publishes. Dropping it ends the writer task once the groups it
 /// holds are written.
@@ -93,31 +97,46 @@ impl Drop for Group {
     }
 }
 
-/// The writer task: groups what is waiting and writes up to `IN_FLIGHT` groups at once.
+/// The writer task: groups what is waiting and writes one group at a time, or two while
+/// at least `SECOND_GROUP` publishes are waiting.
 async fn write_groups(
     pool: Pool,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let mut in_flight = FuturesUnordered::new();
-    loop {
+    let mut waiting = std::collections::VecDeque::new();
+    let mut open = true;
+    while open || !waiting.is_empty() || !in_flight.is_empty() {
+        while starts_group(in_flight.len(), waiting.len(), open) {
+            let group: Vec<Pending> = waiting.drain(..waiting.len().min(MAX_GROUP)).collect();
+            written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            in_flight.push(write(pool.clone(), group));
+        }
         tokio::select! {
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            first = rx.recv(), if in_flight.len() < IN_FLIGHT => {
-                let Some(first) = first else { break };
-                let mut group = vec![first];
-                while group.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(next) => group.push(next),
-                        Err(_) => break,
+            next = rx.recv(), if open => match next {
+                Some(pending) => {
+                    waiting.push_back(pending);
+                    while let Ok(more) = rx.try_recv() {
+                        waiting.push_back(more);
                     }
                 }
-                written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                in_flight.push(write(pool.clone(), group));
-            }
+                None => open = false,
+            },
         }
     }
-    while in_flight.next().await.is_some() {}
+}
+
+/// Whether the writer starts a group now, with `in_flight` groups being written and
+/// `waiting` publishes waiting (`open`: more may come).
+fn starts_group(in_flight: usize, waiting: usize, open: bool) -> bool {
+    match in_flight {
+        _ if waiting == 0 => false,
+        0 => true,
+        1 => waiting >= SECOND_GROUP || !open,
+        _ => false,
+    }
 }
 
 /// Writes one group and answers each of its publishes.
@@ -271,4 +290,31 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
 /// A list of strings as a JSON array, for a text[] column passed through `UNNEST`.
 fn json_list(list: &Vec<String>) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_a_group_starts() {
+        // (groups being written, publishes waiting, more may come) → starts a group
+        let table = [
+            (0, 0, true, false),
+            (0, 1, true, true),
+            (1, 1, true, false),
+            (1, SECOND_GROUP - 1, true, false),
+            (1, SECOND_GROUP, true, true),
+            (1, 1, false, true),
+            (2, MAX_GROUP, true, false),
+            (2, 1, false, false),
+        ];
+        for (in_flight, waiting, open, starts) in table {
+            assert_eq!(
+                starts_group(in_flight, waiting, open),
+                starts,
+                "{in_flight} in flight, {waiting} waiting, open {open}"
+            );
+        }
+    }
 }
