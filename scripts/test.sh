@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test Herald has: format and lint checks, the Rust unit, conformance and
-# end-to-end tests, the official Svix Python SDK against a real Herald, and Schemathesis
+# end-to-end tests, the official Svix Python SDK against a real Herald, Schemathesis
 # fuzzing the API from its OpenAPI document (bounded; scripts/fuzz.sh runs the longer
-# cargo-fuzz targets, outside this script).
-# Installs what it needs (Debian's rabbitmq-server and postgresql, a Python virtualenv with
-# the SDK and Schemathesis) and starts and stops every server itself (a RabbitMQ node and
-# a throwaway PostgreSQL cluster, both on loopback). Works on a fresh machine with
-# the Rust toolchain and Python 3.
+# cargo-fuzz targets, outside this script), and the console and portal in a real browser.
+# Installs what it needs (Debian's rabbitmq-server, postgresql and chromium, a Python
+# virtualenv with the SDK, Schemathesis and Playwright) and starts and stops every server
+# itself (a RabbitMQ node and a throwaway PostgreSQL cluster, both on loopback). Works on a
+# fresh machine with the Rust toolchain and Python 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,3 +32,13 @@ fi
 HERALD_BIN="$PWD/target/debug/herald" .venv/bin/python -m pytest -q -p no:cacheprovider tests/sdk
 echo "== API fuzzing (Schemathesis, from the OpenAPI document)"
 HERALD_BIN="$PWD/target/debug/herald" .venv/bin/python -m pytest -q -p no:cacheprovider tests/fuzz
+echo "== Browser tests (Playwright driving Debian's Chromium)"
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/ui/requirements.txt
+HERALD_BIN="$PWD/target/debug/herald" .venv/bin/python -m pytest -q -p no:cacheprovider tests/ui

@@ -135,6 +135,10 @@ pub(crate) struct ServeArgs {
     /// [default: herald-operator].
     #[arg(long, env = "HERALD_OPERATOR_APP")]
     pub(crate) operator_app: Option<String>,
+    /// Sites that may show the tenant portal in a frame, comma-separated origins
+    /// (`https://app.example.com`) [default: none].
+    #[arg(long, env = "HERALD_PORTAL_FRAME_ANCESTORS")]
+    pub(crate) portal_frame_ancestors: Option<String>,
     /// Entity snapshots not updated for this long are dropped [default: 30d].
     #[arg(long, env = "HERALD_ENTITY_RETENTION")]
     pub(crate) entity_retention: Option<String>,

@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) entity_retention: Duration,
     pub(crate) auto_disable_after: Option<Duration>,
     pub(crate) operator_app: String,
+    /// Origins that may frame the tenant portal.
+    pub(crate) portal_frame_ancestors: Vec<String>,
     pub(crate) destinations: transport::DestinationPolicy,
     /// CA certificates trusted for HTTPS receivers and `amqps` brokers besides the system's.
     pub(crate) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -86,6 +88,7 @@ const KEYS: &[&str] = &[
     "entity_retention",
     "auto_disable_after",
     "operator_app",
+    "portal_frame_ancestors",
     "allow_destination",
     "deny_destination",
     "https_only",
@@ -273,6 +276,18 @@ impl Settings {
             },
             operator_app: raw("operator_app", &args.operator_app)
                 .unwrap_or_else(|| "herald-operator".into()),
+            portal_frame_ancestors: raw("portal_frame_ancestors", &args.portal_frame_ancestors)
+                .map(|text| {
+                    text.split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .map(|s| {
+                            ui::frame_ancestor(s)
+                                .map_err(|e| anyhow::anyhow!("portal_frame_ancestors: {e}"))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
             entity_retention: duration(
                 "entity_retention",
                 raw("entity_retention", &args.entity_retention),

@@ -185,7 +185,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         api::ApiConfig {
             max_payload_bytes: settings.max_payload_bytes,
         },
-    );
+    )
+    .merge(ui::router(ui::UiConfig {
+        portal_frame_ancestors: settings.portal_frame_ancestors.clone(),
+    }));
 
     let listener = listen(settings.bind).with_context(|| format!("binding {}", settings.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;

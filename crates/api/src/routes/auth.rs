@@ -77,7 +77,8 @@ struct AppPortalAccessOut {
     /// The token: `Authorization: Bearer <token>` opens this application's endpoints,
     /// messages and attempts. Shown only now.
     token: String,
-    /// The API root of the application this token opens (Herald has no hosted portal).
+    /// The tenant portal of this application, signed in with this token: the token is in
+    /// the URL's fragment, which browsers never send to a server.
     url: String,
     /// Herald extension: the token's id, to revoke it.
     token_id: String,
@@ -116,16 +117,35 @@ async fn app_portal_access(
             revoked_at: None,
         })
         .await?;
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
     Ok(Json(AppPortalAccessOut {
+        url: portal_url(&headers, &token, app.id.as_str()),
         token,
-        url: format!("http://{host}/api/v1/app/{}", app.id),
         token_id: stored.id.into_string(),
         expires_at,
     }))
+}
+
+/// The portal's address as the caller reached Herald (its `Host`, and `https` when a proxy
+/// in front says so with `X-Forwarded-Proto`), with the token and application in the
+/// fragment.
+fn portal_url(headers: &HeaderMap, token: &str, app: &str) -> String {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+    {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}/portal#key={token}&app={app}")
 }
 
 /// Revoke the application token making this request.

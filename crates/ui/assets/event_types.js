@@ -1,0 +1,155 @@
+// The event-type catalogue: each type's description, JSON schema and example payload;
+// operators create, edit and archive them, tenants read them.
+
+import { call, query, enc } from "./api.js";
+import { h, fill, field, dialog, confirmAction, notice, pretty } from "./dom.js";
+
+/** Svix keeps schemas by version: {"1": {…}}; the example is the schema's first `examples`. */
+function latestSchema(t) {
+  const versions = Object.keys(t.schemas || {}).sort((a, b) => Number(b) - Number(a));
+  return versions.length ? t.schemas[versions[0]] : null;
+}
+
+export async function eventTypesView(main, { portal }) {
+  const list = h("div", { class: "cards" });
+  const archived = h("input", { type: "checkbox", name: "archived", onchange: () => load() });
+  fill(
+    main,
+    h(
+      "div",
+      { class: "heading" },
+      h(portal ? "h2" : "h1", { text: "Event types" }),
+      portal
+        ? null
+        : h("button", {
+            type: "button",
+            class: "primary",
+            text: "New event type",
+            onclick: async () => {
+              if (await typeDialog()) await load();
+            },
+          }),
+    ),
+    portal ? null : h("label", { class: "check" }, archived, "Show archived"),
+    list,
+  );
+
+  async function load() {
+    const page = await call("GET", `/api/v1/event-type${query({ limit: 250, include_archived: archived.checked || undefined })}`);
+    fill(
+      list,
+      page.data.length
+        ? page.data.map((t) => card(t, portal, load))
+        : h("p", { class: "empty", text: "No event types yet." }),
+    );
+  }
+  await load();
+}
+
+function card(t, portal, reload) {
+  const schema = latestSchema(t);
+  const example = schema?.examples?.[0];
+  return h(
+    "section",
+    { class: "card", "aria-label": t.name },
+    h(
+      "div",
+      { class: "heading" },
+      h("h3", { class: "mono", text: t.name }),
+      t.archived ? h("span", { class: "badge off", text: "Archived" }) : null,
+      t.deprecated ? h("span", { class: "badge wait", text: "Deprecated" }) : null,
+    ),
+    h("p", { text: t.description }),
+    example !== undefined
+      ? h("details", {}, h("summary", { text: "Example payload" }), h("pre", { text: pretty(example) }))
+      : null,
+    schema ? h("details", {}, h("summary", { text: "JSON schema" }), h("pre", { text: pretty(schema) })) : null,
+    portal
+      ? null
+      : h(
+          "div",
+          { class: "actions" },
+          h("button", {
+            type: "button",
+            text: "Edit",
+            onclick: async () => {
+              if (await typeDialog(t)) await reload();
+            },
+          }),
+          t.archived
+            ? null
+            : h("button", {
+                type: "button",
+                class: "danger",
+                text: "Archive",
+                onclick: async () => {
+                  const sure = await confirmAction(
+                    "Archive event type",
+                    `Archive “${t.name}”? It leaves the catalogue; messages of this type are still accepted and delivered.`,
+                    "Archive",
+                  );
+                  if (!sure) return;
+                  await call("DELETE", `/api/v1/event-type/${enc(t.name)}`);
+                  notice(`Archived ${t.name}.`);
+                  await reload();
+                },
+              }),
+        ),
+  );
+}
+
+function typeDialog(t) {
+  return dialog(t ? "Edit event type" : "New event type", (close) => {
+    const schema = t ? latestSchema(t) : null;
+    const example = schema?.examples?.[0];
+    const bare = schema ? { ...schema } : null;
+    if (bare) delete bare.examples;
+    const name = h("input", { name: "name", required: true, maxlength: 256, pattern: "[a-zA-Z0-9\\-_.]+", value: t?.name || "", disabled: Boolean(t) });
+    const description = h("textarea", { name: "description", rows: 2, value: t?.description || "" });
+    const schemaText = h("textarea", { name: "schema", rows: 6, class: "mono", value: bare ? pretty(bare) : "" });
+    const exampleText = h("textarea", { name: "example", rows: 4, class: "mono", value: example !== undefined ? pretty(example) : "" });
+    const error = h("p", { class: "error", role: "alert" });
+    const parse = (label, text) => {
+      if (!text.trim()) return undefined;
+      try {
+        return JSON.parse(text);
+      } catch (err) {
+        throw new Error(`${label} is not JSON: ${err.message}`);
+      }
+    };
+    const form = h(
+      "form",
+      {
+        onsubmit: async (e) => {
+          e.preventDefault();
+          try {
+            let s = parse("The schema", schemaText.value);
+            const ex = parse("The example", exampleText.value);
+            if (ex !== undefined) s = { ...(s || {}), examples: [ex] };
+            const body = { name: name.value.trim(), description: description.value, schemas: s ? { 1: s } : null, archived: false };
+            const saved = t
+              ? await call("PUT", `/api/v1/event-type/${enc(t.name)}`, body)
+              : await call("POST", "/api/v1/event-type", body);
+            notice(t ? "Event type saved." : "Event type created.");
+            close(saved);
+          } catch (err) {
+            error.textContent = err.message;
+          }
+        },
+      },
+      field("Name", name, "e.g. order.created"),
+      field("Description", description),
+      field("JSON schema", schemaText, "Optional: the payload's JSON Schema."),
+      field("Example payload", exampleText, "Optional: shown to subscribers and used to try filters."),
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", onclick: () => close(), text: "Cancel" }),
+        h("button", { type: "submit", class: "primary", text: "Save" }),
+      ),
+    );
+    queueMicrotask(() => (t ? description : name).focus());
+    return form;
+  });
+}

@@ -1,0 +1,180 @@
+"""The operator's console, driven as a person uses it, in Chromium against a real Herald
+and a real receiver."""
+
+import json
+
+from playwright.sync_api import expect
+
+from conftest import TOKEN, screenshot
+
+XSS = "<img src=x onerror=window.__xss=1>"
+
+
+def sign_in(page, herald):
+    page.goto(herald.url + "/")
+    expect(page).to_have_url(herald.url + "/ui")
+    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("That token was not accepted.")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Applications")).to_be_visible()
+
+
+def webhook(page, name):
+    return page.get_by_role("region", name=name)
+
+
+def nav(page, name):
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name)
+
+
+def tab(page, name):
+    return page.get_by_role("navigation", name="Application").get_by_role("link", name=name)
+
+
+def open_message(page, msg_id):
+    tab(page, "Delivery log").click()
+    page.get_by_role("link", name=msg_id).click()
+    expect(page.get_by_role("heading", name=msg_id)).to_be_visible()
+
+
+def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
+    for name, description in [("order.created", "A new order"), ("order.shipped", "An order left the warehouse")]:
+        herald.ok("POST", "/api/v1/event-type", {"name": name, "description": description})
+    sign_in(page, herald)
+
+    # The catalogue: an event type with its example, made in the console.
+    nav(page, "Event types").click()
+    page.get_by_role("button", name="New event type").click()
+    page.get_by_label("Name").fill("order.paid")
+    page.get_by_label("Description").fill("The customer paid")
+    page.get_by_label("Example payload").fill('{"order": "A-1", "status": "paid"}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("region", name="order.paid")).to_contain_text("The customer paid")
+
+    # An application.
+    nav(page, "Applications").click()
+    page.get_by_role("button", name="New application").click()
+    page.get_by_label("Name").fill("Acme Shop")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="Acme Shop")).to_be_visible()
+    app_id = page.url.split("/apps/")[1]
+
+    # A webhook from the dialog: name, description, URL and two topics of the catalogue.
+    page.get_by_role("button", name="Create webhook").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name", exact=True).fill("Warehouse")
+    dialog.get_by_label("Description").fill(f"Orders for the warehouse {XSS}")
+    dialog.get_by_label("URL").fill(receiver.url + "/hook")
+    dialog.get_by_label("order.created").check()
+    dialog.get_by_label("order.paid").check()
+    screenshot(page, "console-webhook-dialog")
+    dialog.get_by_role("button", name="Create", exact=True).click()
+    card = webhook(page, "Warehouse")
+    expect(card).to_contain_text(receiver.url + "/hook")
+    expect(card).to_contain_text(f"Orders for the warehouse {XSS}")
+    expect(card.locator(".tag")).to_have_text(["order.created", "order.paid"])
+    expect(card).to_contain_text("Enabled")
+    endpoint = herald.ok("GET", f"/api/v1/app/{app_id}/endpoint")["data"][0]
+    assert endpoint["name"] == "Warehouse" and endpoint["eventTypes"] == ["order.created", "order.paid"]
+
+    # Published through the API, delivered, and in the log with the receiver's answer.
+    first = herald.ok("POST", f"/api/v1/app/{app_id}/msg", {"eventType": "order.created", "payload": {"order": "A-1", "note": XSS}})
+    receiver.wait_for("/hook", 1)
+    open_message(page, first["id"])
+    expect(page.locator("pre.payload")).to_contain_text(XSS)
+    delivery = page.locator("section.delivery")
+    expect(delivery).to_contain_text("Delivered")
+    delivery.get_by_role("button", name="Response").click()
+    expect(delivery.locator("pre.response")).to_have_text("thanks")
+    screenshot(page, "console-message")
+
+    # The receiver fails: the failure and its reason show, in the log and on the webhook.
+    receiver.answer(503, f"maintenance window {XSS}".encode())
+    second = herald.ok("POST", f"/api/v1/app/{app_id}/msg", {"eventType": "order.paid", "payload": {"order": "A-1", "status": "paid"}})
+    receiver.wait_for("/hook", 2)
+    tab(page, "Webhooks").click()
+    expect(webhook(page, "Warehouse")).to_contain_text("Last failure")
+    expect(webhook(page, "Warehouse")).to_contain_text("HTTP 503")
+    screenshot(page, "console-webhooks")
+    open_message(page, second["id"])
+    delivery = page.locator("section.delivery")
+    expect(delivery).to_contain_text("Failed: HTTP 503")
+    delivery.get_by_role("button", name="Response").click()
+    expect(delivery.locator("pre.response")).to_have_text(f"maintenance window {XSS}")
+
+    # Fixed, resent, delivered.
+    receiver.answer(200, b"thanks")
+    delivery.get_by_role("button", name="Resend").click()
+    receiver.wait_for("/hook", 3)
+    expect(page.locator("section.delivery tr.attempt")).to_have_count(2)
+    expect(page.locator("section.delivery")).to_contain_text("Succeeded")
+    expect(page.locator("section.delivery .heading .badge")).to_have_text("Delivered")
+
+    # The delivery log filters on the server: by event type.
+    tab(page, "Delivery log").click()
+    page.get_by_label("Event type").select_option("order.paid")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("link", name=second["id"])).to_be_visible()
+    expect(page.get_by_role("link", name=first["id"])).to_have_count(0)
+    screenshot(page, "console-delivery-log")
+
+    # The topics edited: order.created out, order.shipped in.
+    tab(page, "Webhooks").click()
+    webhook(page, "Warehouse").get_by_role("button", name="Edit").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("order.created").uncheck()
+    dialog.get_by_label("order.shipped").check()
+    dialog.get_by_role("button", name="Save").click()
+    expect(webhook(page, "Warehouse").locator(".tag")).to_have_text(["order.paid", "order.shipped"])
+    endpoint = herald.ok("GET", f"/api/v1/app/{app_id}/endpoint/{endpoint['id']}")
+    assert endpoint["eventTypes"] == ["order.paid", "order.shipped"]
+    assert endpoint["description"] == f"Orders for the warehouse {XSS}"
+
+    # Deactivated: nothing more arrives, while a second webhook gets the same message.
+    webhook(page, "Warehouse").get_by_role("button", name="Deactivate").click()
+    expect(webhook(page, "Warehouse")).to_contain_text("Disabled")
+    herald.ok("POST", f"/api/v1/app/{app_id}/endpoint", {"url": receiver.url + "/other", "name": "Audit"})
+    herald.ok("POST", f"/api/v1/app/{app_id}/msg", {"eventType": "order.paid", "payload": {"order": "A-2"}})
+    receiver.wait_for("/other", 1)
+    assert receiver.count("/hook") == 3
+
+    # Deleted, after confirming.
+    webhook(page, "Warehouse").get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete webhook").click()
+    expect(webhook(page, "Warehouse")).to_have_count(0)
+    status, _ = herald.api("GET", f"/api/v1/app/{app_id}/endpoint/{endpoint['id']}")
+    assert status == 404
+
+    nav(page, "Applications").click()
+    expect(page.get_by_role("link", name="Acme Shop")).to_be_visible()
+    screenshot(page, "console-applications")
+
+    # Nothing shown was ever run as HTML.
+    assert page.evaluate("window.__xss") is None
+
+
+def test_the_webhook_dialog_tries_a_filter_on_the_latest_message(herald, receiver, page):
+    app = herald.ok("POST", "/api/v1/app", {"name": "Filters"})
+    herald.ok("POST", f"/api/v1/app/{app['id']}/endpoint", {"url": receiver.url + "/f", "name": "Paid only"})
+    herald.ok("POST", f"/api/v1/app/{app['id']}/msg", {"eventType": "order.paid", "payload": {"status": "paid", "total": 12}})
+    receiver.wait_for("/f", 1)
+    sign_in(page, herald)
+    page.get_by_role("link", name="Filters").click()
+    webhook(page, "Paid only").get_by_role("button", name="Edit").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("More options").click()
+    dialog.get_by_label("Filter", exact=True).fill(json.dumps({"payload.status": "refunded"}))
+    dialog.get_by_role("button", name="Use the latest message").click()
+    expect(dialog.get_by_label("Event type")).to_have_value("order.paid")
+    dialog.get_by_role("button", name="Try the filter").click()
+    expect(dialog.locator(".try-out")).to_contain_text("Would not be delivered.")
+    dialog.get_by_label("Filter", exact=True).fill(json.dumps({"payload.status": "paid"}))
+    dialog.get_by_role("button", name="Try the filter").click()
+    expect(dialog.locator(".try-out")).to_contain_text("Would be delivered.")
+    expect(dialog.locator(".try-out pre")).to_contain_text('"total": 12')
+    # A filter that is not JSON is named, and nothing is saved.
+    dialog.get_by_label("Filter", exact=True).fill("{status: paid")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("The filter is not JSON")

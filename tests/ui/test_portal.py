@@ -1,0 +1,103 @@
+"""The tenant portal: opened from an app-portal-access link, limited to one application."""
+
+import subprocess
+import urllib.request
+
+from playwright.sync_api import expect
+
+from conftest import Herald, binary, screenshot
+
+
+def portal_link(herald, app, body=None):
+    access = herald.ok("POST", f"/api/v1/auth/app-portal-access/{app}", body or {})
+    assert access["url"].startswith(herald.url + "/portal#key=")
+    return access
+
+
+def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, receiver, page):
+    herald.ok("POST", "/api/v1/event-type", {"name": "case.updated", "description": "A case changed"})
+    herald.ok("POST", "/api/v1/event-type", {"name": "case.closed", "description": "A case was closed"})
+    mine = herald.ok("POST", "/api/v1/app", {"name": "Tenant A", "uid": "tenant-a"})
+    other = herald.ok("POST", "/api/v1/app", {"name": "Tenant B", "uid": "tenant-b"})
+    herald.ok("POST", f"/api/v1/app/{other['id']}/endpoint", {"url": receiver.url + "/b", "name": "B's secret hook"})
+    secret_msg = herald.ok("POST", f"/api/v1/app/{other['id']}/msg", {"eventType": "case.updated", "payload": {"secret": "b-only"}})
+    receiver.wait_for("/b", 1)
+
+    access = portal_link(herald, "tenant-a")
+    page.goto(access["url"])
+    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    # The token left the address bar at once.
+    assert "key=" not in page.url
+
+    # The same dialog as the console.
+    page.get_by_role("button", name="Create webhook").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name", exact=True).fill("Case sync")
+    dialog.get_by_label("Description").fill("Our case system")
+    dialog.get_by_label("URL").fill(receiver.url + "/a")
+    dialog.get_by_label("case.updated").check()
+    dialog.get_by_label("case.closed").check()
+    dialog.get_by_role("button", name="Create", exact=True).click()
+    card = page.get_by_role("region", name="Case sync")
+    expect(card.locator(".tag")).to_have_text(["case.closed", "case.updated"])
+    screenshot(page, "portal-webhooks")
+
+    # A delivery shows in the tenant's log, and can be replayed.
+    msg = herald.ok("POST", f"/api/v1/app/{mine['id']}/msg", {"eventType": "case.updated", "payload": {"case": 7}})
+    receiver.wait_for("/a", 1)
+    page.get_by_role("link", name="Delivery log").click()
+    page.get_by_role("link", name=msg["id"]).click()
+    expect(page.locator("section.delivery")).to_contain_text("Delivered")
+    page.locator("section.delivery").get_by_role("button", name="Resend").click()
+    receiver.wait_for("/a", 2)
+    expect(page.locator("section.delivery tr.attempt")).to_have_count(2)
+    screenshot(page, "portal-message")
+
+    # The catalogue, read only.
+    page.get_by_role("link", name="Event types").click()
+    expect(page.get_by_role("region", name="case.closed")).to_contain_text("A case was closed")
+    expect(page.get_by_role("button", name="New event type")).to_have_count(0)
+
+    # Another application's ids typed in the address bar show nothing of it.
+    for path in [f"#/msg/{secret_msg['id']}", f"#/apps/{other['id']}", f"#/apps/{other['id']}/messages"]:
+        page.goto(herald.url + "/portal" + path)
+        # Something was drawn (the tenant's own screen, or an error) before looking.
+        expect(page.locator("main h2, main [role=alert]").first).to_be_visible()
+        expect(page.locator("main")).not_to_contain_text("b-only")
+        expect(page.locator("main")).not_to_contain_text("B's secret hook")
+        expect(page.locator("main")).not_to_contain_text("Tenant B")
+    page.goto(herald.url + f"/portal#/msg/{secret_msg['id']}")
+    expect(page.get_by_role("alert")).to_be_visible()
+
+    # Signing out revokes the token: the API refuses it afterwards.
+    page.goto(herald.url + "/portal#/webhooks")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("alert")).to_contain_text("expired or was signed out")
+    status, _ = herald.api("GET", f"/api/v1/app/{mine['id']}/endpoint", token=access["token"])
+    assert status == 401
+
+    # The portal's token never reached Herald's log.
+    assert not [line for line in herald.log if access["token"] in line]
+
+
+def test_only_the_sites_allowed_may_frame_the_portal(herald):
+    def policy(h, path):
+        with urllib.request.urlopen(h.url + path, timeout=10) as resp:
+            return resp.headers["Content-Security-Policy"]
+
+    assert policy(herald, "/portal").endswith("frame-ancestors 'none'")
+    assert policy(herald, "/ui").endswith("frame-ancestors 'none'")
+    framed = Herald(binary(), ["--portal-frame-ancestors", "https://app.example.com,http://localhost:3000"])
+    try:
+        assert policy(framed, "/portal").endswith("frame-ancestors https://app.example.com http://localhost:3000")
+        # The console is never framed.
+        assert policy(framed, "/ui").endswith("frame-ancestors 'none'")
+    finally:
+        framed.stop()
+    refused = subprocess.run(
+        [binary(), "serve", "--bind", "127.0.0.1:0", "--data-dir", "/nonexistent/never-made",
+         "--portal-frame-ancestors", "https://a.example; script-src *"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert refused.returncode != 0
+    assert "portal_frame_ancestors" in refused.stderr and "is not an origin" in refused.stderr
