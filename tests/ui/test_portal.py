@@ -101,3 +101,42 @@ def test_only_the_sites_allowed_may_frame_the_portal(herald):
     )
     assert refused.returncode != 0
     assert "portal_frame_ancestors" in refused.stderr and "is not an origin" in refused.stderr
+
+
+def test_a_view_only_token_shows_no_edit_and_the_api_refuses_it(herald, receiver, page):
+    app = herald.ok("POST", "/api/v1/app", {"name": "Viewer", "uid": "viewer"})
+    ep = herald.ok("POST", f"/api/v1/app/{app['id']}/endpoint", {"url": receiver.url + "/v", "name": "Read me"})
+    msg = herald.ok("POST", f"/api/v1/app/{app['id']}/msg", {"eventType": "case.updated", "payload": {"case": 1}})
+    receiver.wait_for("/v", 1)
+    access = portal_link(herald, "viewer", {"capabilities": ["ViewBase"]})
+    assert access["capabilities"] == ["ViewBase"]
+    page.goto(access["url"])
+    card = page.get_by_role("region", name="Read me")
+    expect(card).to_contain_text(receiver.url + "/v")
+    # The health line is drawn: the card is complete before looking for what is absent.
+    expect(card).to_contain_text("1 ok")
+    for button in ["Create webhook", "Edit", "Edit filter", "Deactivate", "Delete", "Signing secret", "Recover failed"]:
+        expect(page.get_by_role("button", name=button, exact=True)).to_have_count(0)
+    page.get_by_role("link", name="Delivery log").click()
+    page.get_by_role("link", name=msg["id"]).click()
+    expect(page.locator("section.delivery")).to_contain_text("Delivered")
+    expect(page.get_by_role("button", name="Resend")).to_have_count(0)
+    status, answer = herald.api("PATCH", f"/api/v1/app/{app['id']}/endpoint/{ep['id']}", {"disabled": True}, token=access["token"])
+    assert status == 403 and "ManageEndpoint" in answer["detail"], answer
+    assert herald.ok("GET", f"/api/v1/app/{app['id']}/endpoint/{ep['id']}")["disabled"] is False
+
+
+def test_a_token_for_filters_changes_the_filter_only(herald, receiver, page):
+    app = herald.ok("POST", "/api/v1/app", {"name": "Rules", "uid": "rules"})
+    ep = herald.ok("POST", f"/api/v1/app/{app['id']}/endpoint", {"url": receiver.url + "/r", "name": "Filtered"})
+    access = portal_link(herald, "rules", {"capabilities": ["ViewBase", "ManageTransformations"]})
+    page.goto(access["url"])
+    page.get_by_role("region", name="Filtered").get_by_role("button", name="Edit filter").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("URL")).to_be_disabled()
+    dialog.get_by_label("Filter", exact=True).fill('{"payload.case": {"$gt": 10}}')
+    dialog.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    saved = herald.ok("GET", f"/api/v1/app/{app['id']}/endpoint/{ep['id']}")
+    assert saved["filter"] == {"payload.case": {"$gt": 10}}
+    assert saved["url"] == receiver.url + "/r"

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::Method;
-use model::{ApiToken, AppId, Clock, TokenId};
+use model::{ApiToken, AppId, Capabilities, Clock, TokenId};
 use sha2::{Digest, Sha256};
 use store::Store;
 use subtle::ConstantTimeEq;
@@ -26,7 +26,11 @@ pub(crate) const APP_TOKEN_PREFIX: &str = "appsk_";
 #[derive(Debug, Clone)]
 pub(crate) enum Principal {
     Admin,
-    App { app_id: AppId, token_id: TokenId },
+    App {
+        app_id: AppId,
+        token_id: TokenId,
+        capabilities: Capabilities,
+    },
 }
 
 /// What the authentication middleware needs.
@@ -124,15 +128,16 @@ pub(crate) async fn require_token(
     request.extensions_mut().insert(Principal::App {
         app_id: token.app_id,
         token_id: token.id,
+        capabilities: token.capabilities,
     });
     next.run(request).await
 }
 
-/// What an application token may do: its own application's endpoints (all of it),
-/// messages and attempts (read, resend), the application itself (read), event types
-/// (read), and log itself out. Another application's paths answer 404, the same as a
-/// missing application, so a token learns nothing about other tenants; everything else
-/// (publishing, managing applications, event types and tokens) answers 403.
+/// What an application token may do: within its own application, what its capabilities
+/// allow (`scope::app_route`); event types (read); its own session and logout. Another
+/// application's paths answer 404, the same as a missing application, so a token learns
+/// nothing about other tenants; everything else (publishing, managing applications, event
+/// types and tokens) answers 403.
 async fn check_scope(
     auth: &Auth,
     token: &ApiToken,
@@ -151,16 +156,11 @@ async fn check_scope(
             if *named != own.id.as_str() && Some(*named) != own.uid.as_deref() {
                 return Err(ApiError::NotFound);
             }
-            match (method, rest) {
-                (&Method::GET, []) => Ok(()),
-                (_, []) => Err(forbidden("change or delete its application")),
-                (&Method::POST, ["msg"]) => Err(forbidden("publish messages")),
-                (_, ["token", ..]) => Err(forbidden("manage tokens")),
-                _ => Ok(()),
-            }
+            crate::scope::app_route(method, rest, token.capabilities)
+                .map_err(|what| forbidden(&what))
         }
         ["event-type", ..] if method == Method::GET => Ok(()),
-        ["auth", "logout"] => Ok(()),
+        ["auth", "logout"] | ["auth", "session"] => Ok(()),
         _ => Err(forbidden(
             "use this route: it is limited to its own application",
         )),

@@ -1,6 +1,6 @@
 //! Herald's HTTP API: a superset of the Svix API. One module per resource under
 //! `routes/`; `error.rs` renders Svix's error shapes; `extract.rs` wraps the JSON and
-//! query extractors so bad input gets those shapes; `auth.rs` checks tokens;
+//! query extractors so bad input gets those shapes; `auth.rs` checks tokens and `scope.rs` what an application token may do;
 //! `list.rs` is Svix pagination. The OpenAPI document is generated from the handlers.
 //! The API never opens outbound connections: it hands messages to `dispatch`.
 
@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod list;
 mod routes;
+mod scope;
 mod time;
 mod validate;
 

@@ -273,6 +273,8 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// What the token may do within its application.
+    pub capabilities: crate::Capabilities,
 }
 
 impl ApiToken {

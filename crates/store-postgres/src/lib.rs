@@ -844,7 +844,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         execute(
             &client,
-            "INSERT INTO tokens (digest, id, app_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (digest, id, app_id, created_at, expires_at, revoked_at, capabilities) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &token.digest,
                 &token.id.as_str(),
@@ -852,6 +852,7 @@ impl Store for PostgresStore {
                 &ms(token.created_at),
                 &ms(token.expires_at),
                 &token.revoked_at.map(ms),
+                &token.capabilities.bits(),
             ],
         )
         .await

@@ -252,7 +252,8 @@ pub(crate) fn message(row: &Row) -> Result<Message> {
     message_at(row, 0)
 }
 
-pub(crate) const TOKEN_COLUMNS: &str = "id, app_id, digest, created_at, expires_at, revoked_at";
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, app_id, digest, created_at, expires_at, revoked_at, capabilities";
 
 pub(crate) fn token(row: &Row) -> Result<ApiToken> {
     Ok(ApiToken {
@@ -262,6 +263,7 @@ pub(crate) fn token(row: &Row) -> Result<ApiToken> {
         created_at: time(get(row, 3)?)?,
         expires_at: time(get(row, 4)?)?,
         revoked_at: get::<Option<i64>>(row, 5)?.map(time).transpose()?,
+        capabilities: model::Capabilities::from_bits(get(row, 6)?),
     })
 }
 

@@ -144,7 +144,7 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
 }
 
 /// The version of `schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
@@ -153,6 +153,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrate_2_to_3.sql")),
     (3, include_str!("migrate_3_to_4.sql")),
     (4, include_str!("migrate_4_to_5.sql")),
+    (5, include_str!("migrate_5_to_6.sql")),
 ];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
@@ -1462,14 +1463,15 @@ impl Store for EmbeddedStore {
         self.writer
             .write(move |conn| {
                 conn.execute(
-                    "INSERT INTO tokens (digest, id, app_id, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO tokens (digest, id, app_id, created_at, expires_at, revoked_at, capabilities) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
                         row.digest,
                         row.id.as_str(),
                         row.app_id.as_str(),
                         ms(row.created_at),
                         ms(row.expires_at),
-                        row.revoked_at.map(ms)
+                        row.revoked_at.map(ms),
+                        row.capabilities.bits()
                     ],
                 )
                 .map_err(conflict_or_backend("this token already exists"))?;

@@ -141,7 +141,8 @@ pub(crate) fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
     message_at(row, 0)
 }
 
-pub(crate) const TOKEN_COLUMNS: &str = "id, app_id, digest, created_at, expires_at, revoked_at";
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, app_id, digest, created_at, expires_at, revoked_at, capabilities";
 
 pub(crate) fn token(row: &Row<'_>) -> rusqlite::Result<ApiToken> {
     Ok(ApiToken {
@@ -151,6 +152,7 @@ pub(crate) fn token(row: &Row<'_>) -> rusqlite::Result<ApiToken> {
         created_at: time(row.get(3)?),
         expires_at: time(row.get(4)?),
         revoked_at: row.get::<_, Option<i64>>(5)?.map(time),
+        capabilities: model::Capabilities::from_bits(row.get(6)?),
     })
 }
 

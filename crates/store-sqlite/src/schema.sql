@@ -93,14 +93,16 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
--- Application-scoped API tokens: only a SHA-256 digest of each token is kept.
+-- Application-scoped API tokens: only a SHA-256 digest of each token is kept, with what
+-- the token may do (capabilities: model::Capabilities, as bits).
 CREATE TABLE IF NOT EXISTS tokens (
     digest TEXT PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     app_id TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    capabilities INTEGER NOT NULL DEFAULT 63
 );
 CREATE INDEX IF NOT EXISTS tokens_app ON tokens (app_id, id);
 CREATE TABLE IF NOT EXISTS idempotency_keys (

@@ -397,6 +397,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
          INSERT INTO attempts SELECT * FROM attempts_now;
          DROP TABLE deliveries_now; DROP TABLE attempts_now;
          ALTER TABLE endpoints DROP COLUMN revision;
+         ALTER TABLE tokens DROP COLUMN capabilities;
          PRAGMA user_version = 2;
          COMMIT;"
     ))

@@ -960,8 +960,8 @@ async fn entity_snapshots(store: &dyn Store) {
     store.delete_app(&a.id).await.unwrap();
 }
 
-/// Application tokens: found by digest, listed per application, revoked once, gone with
-/// their application.
+/// Application tokens: found by digest with their capabilities, listed per application,
+/// revoked once, gone with their application.
 async fn tokens(store: &dyn Store) {
     let a = store.create_app(app(Some("tokens"))).await.unwrap();
     let b = store.create_app(app(Some("tokens-b"))).await.unwrap();
@@ -972,6 +972,7 @@ async fn tokens(store: &dyn Store) {
         created_at: t(at),
         expires_at: t(at + 3600),
         revoked_at: None,
+        capabilities: model::Capabilities::ALL,
     };
     let first = store.create_token(token(&a.id, "d1", 1)).await.unwrap();
     let second = store.create_token(token(&a.id, "d2", 2)).await.unwrap();
@@ -985,6 +986,23 @@ async fn tokens(store: &dyn Store) {
         Some(first.clone())
     );
     assert_eq!(store.token_by_digest("nope").await.unwrap(), None);
+    let viewer = model::Capabilities::of([model::Capability::ViewBase]);
+    let view_only = store
+        .create_token(model::ApiToken {
+            capabilities: viewer,
+            ..token(&b.id, "d4", 4)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_by_digest("d4")
+            .await
+            .unwrap()
+            .unwrap()
+            .capabilities,
+        viewer
+    );
     let listed = store.list_tokens(&a.id).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].id, second.id, "newest first");
@@ -1005,6 +1023,7 @@ async fn tokens(store: &dyn Store) {
     store.delete_app(&a.id).await.unwrap();
     assert_eq!(store.token_by_digest("d2").await.unwrap(), None);
     assert_eq!(store.token_by_digest("d3").await.unwrap(), Some(other));
+    assert_eq!(store.token_by_digest("d4").await.unwrap(), Some(view_only));
     store.delete_app(&b.id).await.unwrap();
 }
 

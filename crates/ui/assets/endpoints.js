@@ -14,14 +14,16 @@ export async function endpointsView(main, ctx) {
       "div",
       { class: "heading" },
       h("h2", { text: "Webhooks" }),
-      h("button", {
-        type: "button",
-        class: "primary",
-        text: "Create webhook",
-        onclick: async () => {
-          if (await endpointDialog(ctx)) await load();
-        },
-      }),
+      ctx.can.manage
+        ? h("button", {
+            type: "button",
+            class: "primary",
+            text: "Create webhook",
+            onclick: async () => {
+              if (await endpointDialog(ctx)) await load();
+            },
+          })
+        : null,
     ),
     list,
   );
@@ -75,26 +77,30 @@ function card(ctx, ep, reload) {
     h(
       "div",
       { class: "actions" },
-      h("button", {
-        type: "button",
-        text: "Edit",
-        onclick: async () => {
-          if (await endpointDialog(ctx, ep)) await reload();
-        },
-      }),
-      h("button", {
-        type: "button",
-        text: ep.disabled ? "Activate" : "Deactivate",
-        onclick: async () => {
-          await call("PATCH", base, { disabled: !ep.disabled });
-          notice(ep.disabled ? `Activated ${title(ep)}.` : `Deactivated ${title(ep)}.`);
-          await reload();
-        },
-      }),
-      h("button", { type: "button", text: "Signing secret", onclick: () => secretDialog(base) }),
-      h("button", { type: "button", text: "Recover failed", onclick: () => recoverDialog(base) }),
+      ctx.can.rules
+        ? h("button", {
+            type: "button",
+            text: ctx.can.manage ? "Edit" : "Edit filter",
+            onclick: async () => {
+              if (await endpointDialog(ctx, ep)) await reload();
+            },
+          })
+        : null,
+      ctx.can.manage
+        ? h("button", {
+            type: "button",
+            text: ep.disabled ? "Activate" : "Deactivate",
+            onclick: async () => {
+              await call("PATCH", base, { disabled: !ep.disabled });
+              notice(ep.disabled ? `Activated ${title(ep)}.` : `Deactivated ${title(ep)}.`);
+              await reload();
+            },
+          })
+        : null,
+      ctx.can.secret ? h("button", { type: "button", text: "Signing secret", onclick: () => secretDialog(base, ctx.can.rotate) }) : null,
+      ctx.can.replay ? h("button", { type: "button", text: "Recover failed", onclick: () => recoverDialog(base) }) : null,
       h("a", { class: "button", href: `${ctx.base}/messages?endpoint=${enc(ep.id)}`, text: "Deliveries" }),
-      h("button", {
+      !ctx.can.manage ? null : h("button", {
         type: "button",
         class: "danger",
         text: "Delete",
@@ -248,6 +254,14 @@ async function endpointDialog(ctx, ep) {
       field("Transform", transform, 'JSON, e.g. {"map": {"payload.status": {"shipped": "sent"}}}: rewrites the payload before the filter and signing.'),
       tryOut,
     );
+    // A token that may change only filters and transforms sees the rest, unchangeable.
+    const full = ctx.can.manage;
+    if (!full) {
+      for (const control of [name, description, url, other, headerText, method, envelope, payload, rate, channels, ...boxes.map((b) => b.querySelector("input"))]) {
+        control.disabled = true;
+      }
+      more.open = true;
+    }
     const error = h("p", { class: "error", role: "alert" });
     const form = h(
       "form",
@@ -256,6 +270,17 @@ async function endpointDialog(ctx, ep) {
           e.preventDefault();
           error.textContent = "";
           try {
+            if (!full) {
+              const saved = await call(
+                "PATCH",
+                `${base}/${enc(ep.id)}`,
+                { filter: parseJson("The filter", filter.value), transform: parseJson("The transform", transform.value) },
+                etag ? { "If-Match": etag } : {},
+              );
+              notice("Filter saved.");
+              close(saved);
+              return;
+            }
             const picked = boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
             const eventTypes = [...new Set([...picked, ...(list(other.value) || [])])];
             const body = {
@@ -366,7 +391,7 @@ function tryIt(ctx, ep, filter, transform, known) {
   return box;
 }
 
-async function secretDialog(base) {
+async function secretDialog(base, mayRotate) {
   await dialog("Signing secret", (close) => {
     const value = h("code", { class: "secret", text: "Hidden" });
     const reveal = h("button", {
@@ -385,7 +410,7 @@ async function secretDialog(base) {
       h(
         "div",
         { class: "actions" },
-        h("button", {
+        !mayRotate ? null : h("button", {
           type: "button",
           class: "danger",
           text: "Rotate",

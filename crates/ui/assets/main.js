@@ -43,6 +43,7 @@ async function logout() {
     await call("POST", "/api/v1/auth/logout").catch(() => {});
   }
   signOut();
+  allowed = null;
   location.hash = "";
   route();
 }
@@ -131,10 +132,27 @@ function navLink(href, text, current) {
   return h("a", { href, text, "aria-current": current ? "page" : false });
 }
 
+/** What the token may do, from its session (capabilities), for showing only that. */
+let allowed = null;
+async function can() {
+  if (!allowed) {
+    const session = await call("GET", "/api/v1/auth/session");
+    const has = (c) => session.capabilities.includes(c);
+    allowed = {
+      manage: has("ManageEndpoint"),
+      rules: has("ManageEndpoint") || has("ManageTransformations"),
+      secret: has("ViewEndpointSecret") || has("ManageEndpointSecret") || has("ManageEndpoint"),
+      rotate: has("ManageEndpointSecret") || has("ManageEndpoint"),
+      replay: has("CreateAttempts"),
+    };
+  }
+  return allowed;
+}
+
 async function render(main, parts, params, s) {
   if (portal) {
     // The portal's one application: its screens, with links relative to it.
-    const ctx = { app: s.app, base: "#", portal: true };
+    const ctx = { app: s.app, base: "#", portal: true, can: await can() };
     const [what, id] = parts;
     if (what === "messages") return messagesView(main, ctx, params);
     if (what === "msg" && id) return messageView(main, ctx, id);
@@ -144,7 +162,7 @@ async function render(main, parts, params, s) {
   const [what, app, sub, id] = parts;
   if (what === "event-types") return eventTypesView(main, { portal: false });
   if (what === "apps" && app) {
-    const ctx = { app, base: `#/apps/${encodeURIComponent(app)}`, portal: false };
+    const ctx = { app, base: `#/apps/${encodeURIComponent(app)}`, portal: false, can: await can() };
     if (sub === "messages") return appView(main, ctx, "messages", (el) => messagesView(el, ctx, params));
     if (sub === "msg" && id) return appView(main, ctx, "messages", (el) => messageView(el, ctx, id));
     return appView(main, ctx, "webhooks", (el) => endpointsView(el, ctx));

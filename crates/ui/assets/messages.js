@@ -181,10 +181,10 @@ export async function messageView(main, ctx, msgId) {
     h("h3", { text: "Deliveries" }),
     deliveries,
   );
-  await drawDeliveries(deliveries, appPath, msg.id);
+  await drawDeliveries(deliveries, appPath, msg.id, ctx.can);
 }
 
-async function drawDeliveries(el, appPath, msgId) {
+async function drawDeliveries(el, appPath, msgId, can) {
   const [destinations, attempts] = await Promise.all([
     call("GET", `${appPath}/msg/${enc(msgId)}/endpoint${query({ limit: 250 })}`),
     call("GET", `${appPath}/attempt/msg/${enc(msgId)}${query({ limit: 250 })}`),
@@ -219,7 +219,7 @@ async function drawDeliveries(el, appPath, msgId) {
               : h("tr", {}, h("td", { colspan: 6, class: "empty", text: "Not attempted yet." })),
           ),
         )),
-        h(
+        !can.replay ? null : h(
           "div",
           { class: "actions" },
           h("button", {
@@ -228,7 +228,7 @@ async function drawDeliveries(el, appPath, msgId) {
             onclick: async () => {
               await call("POST", `${appPath}/msg/${enc(msgId)}/endpoint/${enc(d.id)}/resend`);
               notice("Resent.");
-              await waitForAttempt(el, appPath, msgId, d.id, mine.length);
+              await waitForAttempt(el, appPath, msgId, d.id, mine.length, can);
             },
           }),
         ),
@@ -265,11 +265,11 @@ function attemptRow(a) {
 }
 
 /** After a resend: redraws once the endpoint has more attempts than `had` (up to 15 s). */
-async function waitForAttempt(el, appPath, msgId, endpointId, had) {
+async function waitForAttempt(el, appPath, msgId, endpointId, had, can) {
   for (let i = 0; i < 30; i++) {
     const attempts = await call("GET", `${appPath}/attempt/msg/${enc(msgId)}${query({ limit: 250, endpoint_id: endpointId })}`);
     if (attempts.data.length > had) break;
     await new Promise((r) => setTimeout(r, 500));
   }
-  await drawDeliveries(el, appPath, msgId);
+  await drawDeliveries(el, appPath, msgId, can);
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use model::{ApiToken, TokenId};
+use model::{ApiToken, Capabilities, Capability, TokenId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,6 +25,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(app_portal_access))
         .routes(routes!(logout))
+        .routes(routes!(session))
         .routes(routes!(list_tokens))
         .routes(routes!(revoke_token))
 }
@@ -45,6 +46,27 @@ struct AppPortalAccessIn {
     /// How long the token is valid, in seconds (1 to 31,536,000; default 7 days).
     #[serde(default)]
     expiry: Option<u64>,
+    /// What the token may do (`ViewBase`, which is required, `ViewEndpointSecret`,
+    /// `ManageEndpointSecret`, `ManageTransformations`, `CreateAttempts`,
+    /// `ManageEndpoint`); everything when absent.
+    #[serde(default)]
+    capabilities: Option<Vec<String>>,
+    /// Deprecated by Svix: `true` is `["ViewBase", "ViewEndpointSecret"]`.
+    #[serde(default)]
+    read_only: Option<bool>,
+}
+
+impl AppPortalAccessIn {
+    /// The capabilities asked for (after `validate`).
+    fn capabilities(&self) -> Capabilities {
+        match (&self.capabilities, self.read_only) {
+            (Some(names), _) => Capabilities::of(names.iter().filter_map(|n| Capability::parse(n))),
+            (None, Some(true)) => {
+                Capabilities::of([Capability::ViewBase, Capability::ViewEndpointSecret])
+            }
+            (None, _) => Capabilities::ALL,
+        }
+    }
 }
 
 impl Validate for AppPortalAccessIn {
@@ -57,6 +79,23 @@ impl Validate for AppPortalAccessIn {
             for (i, flag) in flags.iter().enumerate() {
                 let index = i.to_string();
                 validate::name(&mut problems, &["body", "featureFlags", &index], flag, 256);
+            }
+        }
+        if let Some(names) = &self.capabilities {
+            for (i, name) in names.iter().enumerate() {
+                if Capability::parse(name).is_none() {
+                    let known: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
+                    problems.push(ValidationErrorItem::new(
+                        &["body", "capabilities", &i.to_string()],
+                        format!("`{name}` is not a capability (one of {})", known.join(", ")),
+                    ));
+                }
+            }
+            if !names.iter().any(|n| n == Capability::ViewBase.name()) {
+                problems.push(ValidationErrorItem::new(
+                    &["body", "capabilities"],
+                    "must include ViewBase",
+                ));
             }
         }
         if let Some(expiry) = self.expiry
@@ -85,6 +124,8 @@ struct AppPortalAccessOut {
     /// Herald extension: when the token stops working.
     #[serde(serialize_with = "crate::time::serialize")]
     expires_at: DateTime<Utc>,
+    /// Herald extension: what the token may do.
+    capabilities: Vec<&'static str>,
 }
 
 /// Mint a token limited to one application (app-portal access).
@@ -97,6 +138,7 @@ async fn app_portal_access(
     headers: HeaderMap,
     ValidJson(body): ValidJson<AppPortalAccessIn>,
 ) -> ApiResult<Json<AppPortalAccessOut>> {
+    let capabilities = body.capabilities();
     let app = app_for_publish(&state, &app_id, body.application).await?;
     let now = state.clock.now();
     let seconds = body.expiry.unwrap_or(DEFAULT_EXPIRY_SECONDS);
@@ -115,6 +157,7 @@ async fn app_portal_access(
             created_at: now,
             expires_at,
             revoked_at: None,
+            capabilities,
         })
         .await?;
     Ok(Json(AppPortalAccessOut {
@@ -122,6 +165,7 @@ async fn app_portal_access(
         token,
         token_id: stored.id.into_string(),
         expires_at,
+        capabilities: capabilities.names(),
     }))
 }
 
@@ -156,7 +200,9 @@ async fn logout(
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<StatusCode> {
     match principal {
-        Principal::App { app_id, token_id } => {
+        Principal::App {
+            app_id, token_id, ..
+        } => {
             state
                 .store
                 .revoke_token(&app_id, &token_id, state.clock.now())
@@ -173,6 +219,40 @@ async fn logout(
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+struct SessionOut {
+    /// Whether this is the admin token.
+    admin: bool,
+    /// The application an application token opens.
+    app_id: Option<String>,
+    /// What the token may do within its application (everything for the admin token).
+    capabilities: Vec<&'static str>,
+}
+
+/// Herald extension: who the calling token is and what it may do (the console and portal
+/// show only what it may do).
+#[utoipa::path(get, path = "/api/v1/auth/session", tag = "Authentication",
+    responses((status = 200, body = SessionOut)))]
+async fn session(Extension(principal): Extension<Principal>) -> Json<SessionOut> {
+    Json(match principal {
+        Principal::Admin => SessionOut {
+            admin: true,
+            app_id: None,
+            capabilities: Capabilities::ALL.names(),
+        },
+        Principal::App {
+            app_id,
+            capabilities,
+            ..
+        } => SessionOut {
+            admin: false,
+            app_id: Some(app_id.into_string()),
+            capabilities: capabilities.names(),
+        },
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 struct TokenOut {
     id: String,
     #[serde(serialize_with = "crate::time::serialize")]
@@ -181,6 +261,7 @@ struct TokenOut {
     expires_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::serialize_opt")]
     revoked_at: Option<DateTime<Utc>>,
+    capabilities: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -205,6 +286,7 @@ async fn list_tokens(
                 created_at: t.created_at,
                 expires_at: t.expires_at,
                 revoked_at: t.revoked_at,
+                capabilities: t.capabilities.names(),
             })
             .collect(),
     }))

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponseParts, ResponseParts};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use model::destination;
 use model::{
-    AppId, Application, Endpoint, EndpointId, Envelope, Method, PayloadMode, RetiredSecret, Secret,
+    AppId, Application, Capability, Endpoint, EndpointId, Envelope, Method, PayloadMode,
+    RetiredSecret, Secret,
 };
 use serde::{Deserialize, Serialize};
 use store::{Order, StoreError};
@@ -21,6 +22,7 @@ use utoipa_axum::routes;
 use super::Patch;
 use super::applications;
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ValidationErrorItem};
 use crate::extract::{ValidJson, ValidPath, ValidQuery, Validate};
 use crate::list::{ListResponse, Ordering, order_of, paging};
@@ -535,6 +537,46 @@ struct EndpointPatch {
     diff_keep: Patch<Vec<String>>,
 }
 
+impl EndpointPatch {
+    /// Whether the patch changes nothing but the filter and the transform.
+    fn only_rules(&self) -> bool {
+        let Self {
+            url,
+            description,
+            uid,
+            version,
+            throttle_rate,
+            disabled,
+            event_types,
+            channels,
+            metadata,
+            filter: _,
+            transform: _,
+            name,
+            method,
+            envelope,
+            party,
+            payload,
+            diff_keep,
+        } = self;
+        url.is_none()
+            && description.is_none()
+            && *uid == Patch::Absent
+            && version.is_none()
+            && *throttle_rate == Patch::Absent
+            && disabled.is_none()
+            && *event_types == Patch::Absent
+            && *channels == Patch::Absent
+            && metadata.is_none()
+            && *name == Patch::Absent
+            && method.is_none()
+            && envelope.is_none()
+            && *party == Patch::Absent
+            && payload.is_none()
+            && *diff_keep == Patch::Absent
+    }
+}
+
 impl Validate for EndpointPatch {
     fn validate(&self) -> Vec<ValidationErrorItem> {
         let mut problems = Vec::new();
@@ -975,9 +1017,22 @@ async fn update_endpoint(
 async fn patch_endpoint(
     State(state): State<AppState>,
     ValidPath((app_id, endpoint_id)): ValidPath<(String, String)>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     ValidJson(patch): ValidJson<EndpointPatch>,
 ) -> ApiResult<(Revision, Json<EndpointOut>)> {
+    // A token that may change only filters and transforms (`ManageTransformations`
+    // without `ManageEndpoint`) changes nothing else.
+    if let Principal::App { capabilities, .. } = &principal
+        && !capabilities.has(Capability::ManageEndpoint)
+        && !patch.only_rules()
+    {
+        return Err(ApiError::Forbidden(
+            "this token can change only `filter` and `transform` (ManageTransformations); \
+             anything else needs the ManageEndpoint capability"
+                .into(),
+        ));
+    }
     let endpoint = edit(&state, &app_id, &endpoint_id, &headers, |endpoint| {
         apply_patch(patch.clone(), endpoint);
         check_combination(endpoint)

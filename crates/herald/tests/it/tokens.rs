@@ -213,9 +213,10 @@ async fn every_route_refuses_missing_bad_expired_revoked_and_foreign_tokens() {
                 checked += 1;
             }
             // Another application's token: refused; on the victim's paths, the same
-            // answer as for an application that does not exist. (Logging out concerns
-            // only the token itself, and would end it: the first test covers it.)
-            if path == "/api/v1/auth/logout" {
+            // answer as for an application that does not exist. (Logging out and the
+            // session concern only the token itself, and logging out would end it: the
+            // first two tests cover them.)
+            if path == "/api/v1/auth/logout" || path == "/api/v1/auth/session" {
                 continue;
             }
             let (status, out) = herald
@@ -263,4 +264,189 @@ async fn every_route_refuses_missing_bad_expired_revoked_and_foreign_tokens() {
     assert_eq!(still["disabled"], false);
     let tokens = herald.get(&format!("/api/v1/app/{victim}/token")).await;
     assert_eq!(tokens["data"][0]["revokedAt"], Value::Null);
+}
+
+/// What a token may do is part of it: a view-only token reads but changes nothing, one
+/// with `ManageTransformations` changes filters and transforms only, one with
+/// `CreateAttempts` replays; each refusal names the capability missing.
+#[tokio::test]
+async fn a_tokens_capabilities_limit_what_it_may_do() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("tenant-c").await;
+    let ep = herald
+        .endpoint(&app, json!({"url": receiver.url("/c")}))
+        .await;
+    let ep = ep["id"].as_str().unwrap().to_owned();
+    let msg = herald
+        .publish(
+            &app,
+            json!({"eventType": "a.b", "payload": {"status": "paid"}}),
+        )
+        .await;
+    receiver.wait_for("/c", 1, WAIT).await;
+    let msg = msg["id"].as_str().unwrap().to_owned();
+
+    // Asked-for capabilities are checked, and told back.
+    let (status, body) = herald
+        .call(
+            Method::POST,
+            &format!("/api/v1/auth/app-portal-access/{app}"),
+            Some(json!({"capabilities": ["ViewBase", "ManageEverything"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "capabilities", "1"])
+    );
+    let (status, body) = herald
+        .call(
+            Method::POST,
+            &format!("/api/v1/auth/app-portal-access/{app}"),
+            Some(json!({"capabilities": ["ManageEndpoint"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("must include ViewBase"), "{body}");
+
+    let as_token = |caps: Value| {
+        let herald = &herald;
+        let app = app.clone();
+        async move {
+            let access = mint(herald, &app, json!({"capabilities": caps})).await;
+            access["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let viewer = as_token(json!(["ViewBase"])).await;
+    let rules = as_token(json!(["ViewBase", "ManageTransformations"])).await;
+    let replay = as_token(json!(["ViewBase", "CreateAttempts"])).await;
+    let endpoint = format!("/api/v1/app/{app}/endpoint/{ep}");
+    let resend = format!("/api/v1/app/{app}/msg/{msg}/endpoint/{ep}/resend");
+
+    let (status, session) = herald
+        .call_as(
+            Method::GET,
+            "/api/v1/auth/session",
+            None,
+            Some(&viewer),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        session,
+        json!({"admin": false, "appId": app, "capabilities": ["ViewBase"]})
+    );
+
+    // (token, method, path, body, expected status)
+    let cases: Vec<(&str, Method, String, Option<Value>, StatusCode)> = vec![
+        (&viewer, Method::GET, endpoint.clone(), None, StatusCode::OK),
+        (
+            &viewer,
+            Method::GET,
+            format!("{endpoint}/secret"),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &viewer,
+            Method::PATCH,
+            endpoint.clone(),
+            Some(json!({"disabled": true})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &viewer,
+            Method::DELETE,
+            endpoint.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &viewer,
+            Method::POST,
+            resend.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &viewer,
+            Method::POST,
+            format!("/api/v1/app/{app}/endpoint"),
+            Some(json!({"url": receiver.url("/x")})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &rules,
+            Method::PATCH,
+            endpoint.clone(),
+            Some(json!({"url": receiver.url("/elsewhere")})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &rules,
+            Method::PATCH,
+            endpoint.clone(),
+            Some(json!({"filter": {"payload.status": "paid"}})),
+            StatusCode::OK,
+        ),
+        (
+            &rules,
+            Method::POST,
+            resend.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &replay,
+            Method::POST,
+            resend.clone(),
+            None,
+            StatusCode::ACCEPTED,
+        ),
+        (
+            &replay,
+            Method::PATCH,
+            endpoint.clone(),
+            Some(json!({"filter": null})),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (token, method, path, body, expected) in cases {
+        let (status, answer) = herald
+            .call_as(method.clone(), &path, body.clone(), Some(token), &[])
+            .await;
+        assert_eq!(status, expected, "{method} {path} {body:?}: {answer}");
+        if status == StatusCode::FORBIDDEN {
+            assert!(
+                answer["detail"].as_str().unwrap().contains("capabilit"),
+                "{answer}"
+            );
+        }
+    }
+    // What was refused changed nothing; what was allowed did.
+    let now = herald.get(&endpoint).await;
+    assert_eq!(now["disabled"], false);
+    assert_eq!(now["url"], receiver.url("/c"));
+    assert_eq!(now["filter"], json!({"payload.status": "paid"}));
+    receiver.wait_for("/c", 2, WAIT).await;
+
+    // The operator sees what each token may do.
+    let listed = herald.get(&format!("/api/v1/app/{app}/token")).await;
+    let mut seen: Vec<Value> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["capabilities"].clone())
+        .collect();
+    seen.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        seen,
+        vec![
+            json!(["ViewBase", "CreateAttempts"]),
+            json!(["ViewBase", "ManageTransformations"]),
+            json!(["ViewBase"]),
+        ]
+    );
 }
