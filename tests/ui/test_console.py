@@ -98,6 +98,16 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     expect(webhook(page, "Warehouse")).to_contain_text("Last failure")
     expect(webhook(page, "Warehouse")).to_contain_text("HTTP 503")
     screenshot(page, "console-webhooks")
+
+    # The morning check, across applications: the failing webhook, since when, and why.
+    nav(page, "Failing endpoints").click()
+    failing = page.get_by_role("region", name="Failing now")
+    expect(failing.get_by_role("row")).to_have_count(2)
+    expect(failing).to_contain_text("Acme Shop")
+    expect(failing).to_contain_text("Warehouse")
+    expect(failing).to_contain_text("HTTP 503")
+    screenshot(page, "console-failing")
+    failing.get_by_role("link", name="Acme Shop").click()
     open_message(page, second["id"])
     delivery = page.locator("section.delivery")
     expect(delivery).to_contain_text("Failed: HTTP 503")
@@ -111,6 +121,10 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     expect(page.locator("section.delivery tr.attempt")).to_have_count(2)
     expect(page.locator("section.delivery")).to_contain_text("Succeeded")
     expect(page.locator("section.delivery .heading .badge")).to_have_text("Delivered")
+    nav(page, "Failing endpoints").click()
+    expect(page.get_by_role("region", name="Failing now")).to_contain_text("No endpoint is failing.")
+    nav(page, "Applications").click()
+    page.get_by_role("link", name="Acme Shop").click()
 
     # The delivery log filters on the server: by event type.
     tab(page, "Delivery log").click()
@@ -135,6 +149,10 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     # Deactivated: nothing more arrives, while a second webhook gets the same message.
     webhook(page, "Warehouse").get_by_role("button", name="Deactivate").click()
     expect(webhook(page, "Warehouse")).to_contain_text("Disabled")
+    nav(page, "Failing endpoints").click()
+    expect(page.get_by_role("region", name="Disabled")).to_contain_text("Warehouse")
+    nav(page, "Applications").click()
+    page.get_by_role("link", name="Acme Shop").click()
     herald.ok("POST", f"/api/v1/app/{app_id}/endpoint", {"url": receiver.url + "/other", "name": "Audit"})
     herald.ok("POST", f"/api/v1/app/{app_id}/msg", {"eventType": "order.paid", "payload": {"order": "A-2"}})
     receiver.wait_for("/other", 1)

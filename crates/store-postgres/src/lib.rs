@@ -815,6 +815,41 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn endpoints_needing_attention(&self, limit: usize) -> Result<store::Attention> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let failing = query_rows(
+            &client,
+            &format!(
+                "SELECT {}, (SELECT failing_since FROM failing_endpoints f WHERE f.endpoint_id = endpoints.id) AS since \
+                 FROM endpoints WHERE id IN (SELECT endpoint_id FROM failing_endpoints) ORDER BY since, id LIMIT $1",
+                rows::ENDPOINT_COLUMNS
+            ),
+            &[&limit],
+        )
+        .await
+        .map_err(error::map)?;
+        let disabled = query_rows(
+            &client,
+            &format!(
+                "SELECT {} FROM endpoints WHERE disabled ORDER BY updated_at DESC, id LIMIT $1",
+                rows::ENDPOINT_COLUMNS
+            ),
+            &[&limit],
+        )
+        .await
+        .map_err(error::map)?;
+        Ok(store::Attention {
+            failing: all(&failing, |r| {
+                Ok((
+                    rows::endpoint(r)?,
+                    rows::time(get(r, rows::ENDPOINT_WIDTH)?)?,
+                ))
+            })?,
+            disabled: all(&disabled, rows::endpoint)?,
+        })
+    }
+
     async fn admin_token_digest(&self, proposed: &str) -> Result<String> {
         let client = self.client().await?;
         let kept = row(

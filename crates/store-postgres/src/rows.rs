@@ -108,6 +108,8 @@ pub(crate) fn event_type(row: &Row) -> Result<EventType> {
 }
 
 pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter, name, method, envelope, party, transform, payload_mode, diff_keep, revision";
+/// How many columns `ENDPOINT_COLUMNS` has.
+pub(crate) const ENDPOINT_WIDTH: usize = 25;
 
 /// The parameters of an endpoint, one per column of `ENDPOINT_COLUMNS`, in its order.
 pub(crate) fn endpoint_params(ep: &Endpoint) -> Result<Vec<Param>> {

@@ -1439,6 +1439,31 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn endpoints_needing_attention(&self, limit: usize) -> Result<store::Attention> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let failing = conn
+                .prepare_cached(&format!(
+                    "SELECT {}, (SELECT failing_since FROM failing_endpoints f WHERE f.endpoint_id = endpoints.id) AS since \
+                     FROM endpoints WHERE id IN (SELECT endpoint_id FROM failing_endpoints) ORDER BY since, id LIMIT ?1",
+                    rows::ENDPOINT_COLUMNS
+                ))?
+                .query_map([limit], |row| {
+                    Ok((rows::endpoint(row)?, rows::time(row.get(rows::ENDPOINT_WIDTH)?)))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let disabled = conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM endpoints WHERE disabled = 1 ORDER BY updated_at DESC, id LIMIT ?1",
+                    rows::ENDPOINT_COLUMNS
+                ))?
+                .query_map([limit], rows::endpoint)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(store::Attention { failing, disabled })
+        })
+        .await
+    }
+
     async fn admin_token_digest(&self, proposed: &str) -> Result<String> {
         let proposed = proposed.to_owned();
         self.writer

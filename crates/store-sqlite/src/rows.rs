@@ -62,6 +62,8 @@ pub(crate) fn event_type(row: &Row<'_>) -> rusqlite::Result<EventType> {
 }
 
 pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, rate_limit, disabled, filter_types, channels, metadata, headers, secret, retired_secrets, created_at, updated_at, filter, name, method, envelope, party, transform, payload_mode, diff_keep, revision";
+/// How many columns `ENDPOINT_COLUMNS` has.
+pub(crate) const ENDPOINT_WIDTH: usize = 25;
 
 /// Retired secrets are stored as `[[secret, expires_ms], …]`.
 pub(crate) fn retired_json(retired: &[RetiredSecret]) -> String {

@@ -40,6 +40,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     entity_snapshots(&*store).await;
     tokens(&*store).await;
     failing_endpoints(&*store).await;
+    needing_attention(&*store).await;
     admin_token_digest(&*store).await;
     leases_are_owned_and_fenced(&*store).await;
     two_nodes_never_hold_one_delivery(store.clone()).await;
@@ -1061,6 +1062,67 @@ async fn failing_endpoints(store: &dyn Store) {
     store.mark_failing(&a.id, &e.id, t(30)).await.unwrap();
     store.delete_app(&a.id).await.unwrap();
     assert!(store.failing_endpoints().await.unwrap().is_empty());
+}
+
+/// Endpoints needing attention, across applications: failing ones by the start of their
+/// streak, disabled ones by their last change, each kind up to the limit.
+async fn needing_attention(store: &dyn Store) {
+    let a = store.create_app(app(Some("attention-a"))).await.unwrap();
+    let b = store.create_app(app(Some("attention-b"))).await.unwrap();
+    let mut made = Vec::new();
+    for owner in [&a.id, &a.id, &b.id, &b.id] {
+        made.push(
+            store
+                .create_endpoint(endpoint(owner, "http://127.0.0.1:1/"))
+                .await
+                .unwrap(),
+        );
+    }
+    store.mark_failing(&b.id, &made[2].id, t(5)).await.unwrap();
+    store.mark_failing(&a.id, &made[0].id, t(7)).await.unwrap();
+    assert!(
+        store
+            .disable_endpoint(&a.id, &made[1].id, t(8))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .disable_endpoint(&b.id, &made[3].id, t(9))
+            .await
+            .unwrap()
+    );
+    let mine = |id: &EndpointId| made.iter().any(|e| &e.id == id);
+    let seen = store.endpoints_needing_attention(100).await.unwrap();
+    let failing: Vec<_> = seen
+        .failing
+        .iter()
+        .filter(|(e, _)| mine(&e.id))
+        .map(|(e, since)| (e.id.clone(), e.app_id.clone(), *since))
+        .collect();
+    assert_eq!(
+        failing,
+        vec![
+            (made[2].id.clone(), b.id.clone(), t(5)),
+            (made[0].id.clone(), a.id.clone(), t(7)),
+        ],
+        "oldest streak first, with each endpoint's application"
+    );
+    let disabled: Vec<_> = seen
+        .disabled
+        .iter()
+        .filter(|e| mine(&e.id))
+        .map(|e| (e.id.clone(), e.disabled))
+        .collect();
+    assert_eq!(
+        disabled,
+        vec![(made[3].id.clone(), true), (made[1].id.clone(), true)],
+        "most recently disabled first"
+    );
+    let one = store.endpoints_needing_attention(1).await.unwrap();
+    assert_eq!((one.failing.len(), one.disabled.len()), (1, 1));
+    store.delete_app(&a.id).await.unwrap();
+    store.delete_app(&b.id).await.unwrap();
 }
 
 /// An app with one endpoint and `n` messages to it, each with one delivery due at t(10),

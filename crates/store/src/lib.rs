@@ -275,6 +275,16 @@ pub struct DeliveryFilter {
     pub after: Option<DateTime<Utc>>,
 }
 
+/// Endpoints an operator should look at, across every application.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attention {
+    /// Endpoints failing now, with the start of their failure streak, oldest first.
+    pub failing: Vec<(Endpoint, DateTime<Utc>)>,
+    /// Disabled endpoints (by the API, or by Herald for failing too long), most recently
+    /// changed first.
+    pub disabled: Vec<Endpoint>,
+}
+
 /// Deliveries of an endpoint counted by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusCounts {
@@ -451,6 +461,8 @@ pub trait Store: Send + Sync + 'static {
     async fn clear_failing(&self, endpoint: &EndpointId) -> Result<()>;
     /// Every endpoint recorded as failing, with the time it started.
     async fn failing_endpoints(&self) -> Result<Vec<(EndpointId, DateTime<Utc>)>>;
+    /// At most `limit` failing and `limit` disabled endpoints, across every application.
+    async fn endpoints_needing_attention(&self, limit: usize) -> Result<Attention>;
 
     /// The SHA-256 digest (lowercase hex) of the admin token every node accepts: the one
     /// kept before, or `proposed` if none was, which is kept now (the first node to start

@@ -47,7 +47,7 @@ export async function endpointsView(main, ctx) {
   await load();
 }
 
-function title(ep) {
+export function title(ep) {
   return ep.name || ep.description || ep.url;
 }
 

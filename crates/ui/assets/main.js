@@ -6,6 +6,7 @@ import { appsView, appView } from "./apps.js";
 import { endpointsView } from "./endpoints.js";
 import { messagesView, messageView } from "./messages.js";
 import { eventTypesView } from "./event_types.js";
+import { failingView } from "./failing.js";
 
 const portal = location.pathname.startsWith("/portal");
 
@@ -113,6 +114,7 @@ async function route() {
     const here = parts[0] || "apps";
     main = layout([
       navLink("#/apps", "Applications", here === "apps"),
+      navLink("#/failing", "Failing endpoints", here === "failing"),
       navLink("#/event-types", "Event types", here === "event-types"),
     ]);
   }
@@ -161,6 +163,7 @@ async function render(main, parts, params, s) {
   }
   const [what, app, sub, id] = parts;
   if (what === "event-types") return eventTypesView(main, { portal: false });
+  if (what === "failing") return failingView(main);
   if (what === "apps" && app) {
     const ctx = { app, base: `#/apps/${encodeURIComponent(app)}`, portal: false, can: await can() };
     if (sub === "messages") return appView(main, ctx, "messages", (el) => messagesView(el, ctx, params));

@@ -28,6 +28,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("apps.js", JS, include_bytes!("../assets/apps.js")),
     ("endpoints.js", JS, include_bytes!("../assets/endpoints.js")),
     ("messages.js", JS, include_bytes!("../assets/messages.js")),
+    ("failing.js", JS, include_bytes!("../assets/failing.js")),
     (
         "event_types.js",
         JS,

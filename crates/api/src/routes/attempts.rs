@@ -50,7 +50,7 @@ fn parse_status(code: Option<i64>) -> Result<Option<Status>, ApiError> {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct MessageAttemptOut {
+pub(crate) struct MessageAttemptOut {
     id: String,
     msg_id: String,
     endpoint_id: String,
@@ -75,7 +75,7 @@ struct MessageAttemptOut {
 }
 
 impl MessageAttemptOut {
-    fn new(attempt: Attempt, msg: Option<MessageOut>) -> Self {
+    pub(crate) fn new(attempt: Attempt, msg: Option<MessageOut>) -> Self {
         Self {
             id: attempt.id.into_string(),
             msg_id: attempt.msg_id.into_string(),

@@ -44,6 +44,33 @@ async fn a_failing_endpoint_is_disabled_and_the_operator_is_told() {
             json!({"eventType": "order.created", "eventId": "o-1", "payload": {"n": 0}}),
         )
         .await;
+    // The operator's morning check lists it as failing, with why, across applications.
+    let seen = herald
+        .until("/api/v1/endpoint-health", WAIT, |b| {
+            b["failing"].as_array().is_some_and(|f| !f.is_empty())
+        })
+        .await;
+    let item = &seen["failing"][0];
+    assert_eq!(item["appId"], app);
+    assert_eq!(item["appUid"], "shop");
+    assert_eq!(item["endpoint"]["id"], ep["id"]);
+    assert!(item["failingSince"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(item["lastFailure"]["responseStatusCode"], 500);
+    assert_eq!(item["lastFailure"]["msgId"], first["id"]);
+    // It is the operator's view: an application's token may not read it.
+    let tenant = herald
+        .post(&format!("/api/v1/auth/app-portal-access/{app}"), json!({}))
+        .await;
+    let (status, _) = herald
+        .call_as(
+            reqwest::Method::GET,
+            "/api/v1/endpoint-health",
+            None,
+            tenant["token"].as_str(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
     // Keep it failing until Herald gives up on it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut n = 1;
@@ -87,6 +114,9 @@ async fn a_failing_endpoint_is_disabled_and_the_operator_is_told() {
     assert_eq!(disabled["data"]["endpointId"], ep["id"]);
     assert_eq!(disabled["data"]["endpointUid"], "orders");
     assert_eq!(disabled["data"]["reason"], "failing");
+    let seen = herald.get("/api/v1/endpoint-health").await;
+    assert_eq!(seen["disabled"][0]["endpoint"]["id"], ep["id"]);
+    assert_eq!(seen["disabled"][0]["endpoint"]["disabled"], true);
     assert!(
         disabled["data"]["failSince"]
             .as_str()
