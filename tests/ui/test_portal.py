@@ -1,5 +1,6 @@
 """The tenant portal: opened from an app-portal-access link, limited to one application."""
 
+import json
 import subprocess
 import urllib.request
 
@@ -15,7 +16,8 @@ def portal_link(herald, app, body=None):
 
 
 def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, receiver, page):
-    herald.ok("POST", "/api/v1/event-type", {"name": "case.updated", "description": "A case changed"})
+    herald.ok("POST", "/api/v1/event-type", {"name": "case.updated", "description": "A case changed",
+                                             "schemas": {"1": {"type": "object", "examples": [{"case": 1, "status": "open"}]}}})
     herald.ok("POST", "/api/v1/event-type", {"name": "case.closed", "description": "A case was closed"})
     mine = herald.ok("POST", "/api/v1/app", {"name": "Tenant A", "uid": "tenant-a"})
     other = herald.ok("POST", "/api/v1/app", {"name": "Tenant B", "uid": "tenant-b"})
@@ -52,6 +54,18 @@ def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, recei
     receiver.wait_for("/a", 2)
     expect(page.locator("section.delivery tr.attempt")).to_have_count(2)
     screenshot(page, "portal-message")
+
+    # A test event: the type's example, to this webhook, and in the log.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Webhooks").click()
+    page.get_by_role("region", name="Case sync").get_by_role("button", name="Send test event").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Event type").select_option("case.updated")
+    dialog.get_by_role("button", name="Send").click()
+    got = receiver.wait_for("/a", 3)
+    assert json.loads(got[2]["body"]) == {"case": 1, "status": "open"}
+    page.get_by_role("status").get_by_role("link").click()
+    expect(page.locator("pre.payload")).to_contain_text('"status": "open"')
+    expect(page.locator("section.delivery")).to_contain_text("Delivered")
 
     # The catalogue, read only.
     page.get_by_role("link", name="Event types").click()

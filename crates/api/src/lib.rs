@@ -171,6 +171,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(routes::endpoints::router())
         .merge(routes::messages::router())
         .merge(routes::attempts::router())
+        .merge(routes::examples::router())
         .merge(routes::attention::router())
         .merge(routes::auth::router());
     (public, authenticated)

@@ -6,6 +6,7 @@ pub(crate) mod attention;
 pub(crate) mod auth;
 pub(crate) mod endpoints;
 pub(crate) mod event_types;
+pub(crate) mod examples;
 pub(crate) mod health;
 pub(crate) mod messages;
 

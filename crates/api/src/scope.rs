@@ -26,6 +26,9 @@ pub(crate) fn app_route(
             "rotate endpoint secrets",
         ),
         (&Method::POST, ["endpoint", _, "filter", "test"]) => (&[ViewBase], "try filters"),
+        (&Method::POST, ["endpoint", _, "send-example"]) => {
+            (&[ManageEndpoint, CreateAttempts], "send test events")
+        }
         (&Method::POST, ["endpoint", _, "recover"])
         | (&Method::POST, ["msg", _, "endpoint", _, "resend"]) => {
             (&[CreateAttempts], "send deliveries again")
@@ -73,6 +76,9 @@ mod tests {
             (Method::POST, "endpoint/e1/secret/rotate", secrets, false),
             (Method::POST, "endpoint/e1/secret/rotate", rotate, true),
             (Method::POST, "endpoint/e1/filter/test", view, true),
+            (Method::POST, "endpoint/e1/send-example", view, false),
+            (Method::POST, "endpoint/e1/send-example", replay, true),
+            (Method::POST, "endpoint/e1/send-example", manage, true),
             (Method::POST, "endpoint", view, false),
             (Method::POST, "endpoint", rules, false),
             (Method::POST, "endpoint", manage, true),

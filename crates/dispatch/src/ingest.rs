@@ -25,6 +25,9 @@ pub struct Publish {
     /// The entity the message is about (see `Message::entity`).
     pub entity: Option<EntityRef>,
     pub idempotency_key: Option<String>,
+    /// A test event for this one endpoint (`send-example`): it goes there whatever the
+    /// endpoint subscribes to and its filter, and nowhere else.
+    pub only: Option<EndpointId>,
 }
 
 /// What ingest stored.
@@ -62,14 +65,17 @@ impl Dispatcher {
         // for all of them and given back for those that do not pass.
         let entity = message.entity.is_some();
         let mut document: Option<serde_json::Value> = None;
-        let targets = fanout(&endpoints, &message, |ep| {
-            if entity {
-                return true;
-            }
-            let rules = shared.rules.get(ep);
-            !rules.can_refuse(false)
-                || rules.passes(document.get_or_insert_with(|| document_of(&message)))
-        });
+        let targets = match &publish.only {
+            Some(only) => endpoints.iter().filter(|ep| ep.id == *only).collect(),
+            None => fanout(&endpoints, &message, |ep| {
+                if entity {
+                    return true;
+                }
+                let rules = shared.rules.get(ep);
+                !rules.can_refuse(false)
+                    || rules.passes(document.get_or_insert_with(|| document_of(&message)))
+            }),
+        };
         // Deliveries that fit in memory (in all, and their endpoint's share) are created
         // leased to this process and queued right after the commit; the others stay due
         // in the store for the poller.

@@ -113,6 +113,7 @@ impl Shared {
                 origin: None,
                 entity: None,
                 idempotency_key: None,
+                only: None,
             };
             if let Err(err) = (Dispatcher { shared }).ingest(publish).await {
                 tracing::warn!(error = %err, event_type, "publishing an operational event failed");

@@ -233,6 +233,7 @@ impl TwoNodes {
                 origin: None,
                 entity: None,
                 idempotency_key: None,
+                only: None,
             })
             .await
             .unwrap();

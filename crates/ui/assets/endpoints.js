@@ -98,6 +98,9 @@ function card(ctx, ep, reload) {
           })
         : null,
       ctx.can.secret ? h("button", { type: "button", text: "Signing secret", onclick: () => secretDialog(base, ctx.can.rotate) }) : null,
+      (ctx.can.manage || ctx.can.replay) && !ep.disabled
+        ? h("button", { type: "button", text: "Send test event", onclick: () => testDialog(ctx, base) })
+        : null,
       ctx.can.replay ? h("button", { type: "button", text: "Recover failed", onclick: () => recoverDialog(base) }) : null,
       h("a", { class: "button", href: `${ctx.base}/messages?endpoint=${enc(ep.id)}`, text: "Deliveries" }),
       !ctx.can.manage ? null : h("button", {
@@ -422,6 +425,47 @@ async function secretDialog(base, mayRotate) {
           },
         }),
         h("button", { type: "button", onclick: () => close(), text: "Close" }),
+      ),
+    );
+  });
+}
+
+/**
+ * Sends an event type's example to this webhook alone (send-example): the catalogue's
+ * types that have an example, and Svix's ping.
+ */
+async function testDialog(ctx, base) {
+  const page = await call("GET", `/api/v1/event-type${query({ limit: 250 })}`);
+  const types = page.data.filter((t) => !t.archived && t.schemas?.["1"]?.examples?.length).map((t) => t.name);
+  await dialog("Send a test event", (close) => {
+    const type = h(
+      "select",
+      { name: "eventType" },
+      types.map((t) => h("option", { value: t, text: t })),
+      h("option", { value: "svix.ping", text: "svix.ping (a ping: {\"success\": true})" }),
+    );
+    const error = h("p", { class: "error", role: "alert" });
+    return h(
+      "form",
+      {
+        onsubmit: async (e) => {
+          e.preventDefault();
+          try {
+            const msg = await call("POST", `${base}/send-example`, { eventType: type.value });
+            notice(h("span", {}, `Sent a test ${msg.eventType} event: `, h("a", { href: `${ctx.base}/msg/${enc(msg.id)}`, text: msg.id })));
+            close(msg);
+          } catch (err) {
+            error.textContent = err.message;
+          }
+        },
+      },
+      field("Event type", type, "Its example payload goes to this webhook only, signed like any event, whatever the webhook subscribes to."),
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", onclick: () => close(), text: "Cancel" }),
+        h("button", { type: "submit", class: "primary", text: "Send" }),
       ),
     );
   });

@@ -304,18 +304,7 @@ async fn create_message(
             body.payload.get().len()
         )));
     }
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => match value.to_str() {
-            Ok(key) if !key.is_empty() && key.len() <= 256 => Some(key.to_owned()),
-            _ => {
-                return Err(ApiError::invalid(
-                    &["header", "idempotency-key"],
-                    "must be 1 to 256 visible ASCII characters",
-                ));
-            }
-        },
-    };
+    let idempotency_key = idempotency_key(&headers)?;
     let app = app_for_publish(&state, &app_id, body.application).await?;
     let ingested = state
         .dispatcher
@@ -333,6 +322,7 @@ async fn create_message(
                 deleted: body.entity_deleted.unwrap_or(false),
             }),
             idempotency_key,
+            only: None,
         })
         .await
         .map_err(|err| match err {
@@ -346,6 +336,20 @@ async fn create_message(
         StatusCode::ACCEPTED,
         Json(MessageOut::new(&ingested.message, query.with_content)),
     ))
+}
+
+/// The `idempotency-key` header, if given: 1 to 256 visible ASCII characters.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= 256 => Ok(Some(key.to_owned())),
+            _ => Err(ApiError::invalid(
+                &["header", "idempotency-key"],
+                "must be 1 to 256 visible ASCII characters",
+            )),
+        },
+    }
 }
 
 /// Get a message by id or eventId.

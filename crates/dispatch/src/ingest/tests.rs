@@ -71,6 +71,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
         origin: None,
         entity: None,
         idempotency_key: None,
+        only: None,
     };
 
     // Poll an ingest until it holds its reservation and waits for the store, then drop it.

@@ -533,3 +533,123 @@ async fn an_endpoint_url_with_a_fragment_is_delivered_without_it() {
     let got = receiver.wait_for("/hook", 1, WAIT).await;
     assert_eq!(got[0].query, "x=1");
 }
+
+#[tokio::test]
+async fn a_test_event_goes_to_its_endpoint_only() {
+    let herald = Herald::start().await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("shop").await;
+    herald
+        .post(
+            "/api/v1/event-type",
+            json!({"name": "order.created", "description": "An order",
+                   "schemas": {"1": {"type": "object", "examples": [{"order": "EX-1", "total": 12.5}]}}}),
+        )
+        .await;
+    herald
+        .post(
+            "/api/v1/event-type",
+            json!({"name": "order.bare", "description": "No example"}),
+        )
+        .await;
+    // Subscribed to something else, with a filter the example would not pass: a test
+    // event goes to it all the same.
+    let tested = herald
+        .endpoint(
+            &app,
+            json!({"url": receiver.url("/tested"), "filterTypes": ["invoice.paid"],
+                   "filter": {"payload.order": {"$eq": "never"}}}),
+        )
+        .await;
+    let secret = herald.secret(&app, &tested).await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/other")}))
+        .await;
+    let path = format!(
+        "/api/v1/app/{app}/endpoint/{}/send-example",
+        tested["id"].as_str().unwrap()
+    );
+
+    let (status, msg) = herald
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"eventType": "order.created"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    assert_eq!(msg["eventType"], "order.created");
+    assert_eq!(msg["payload"], json!({"order": "EX-1", "total": 12.5}));
+    let got = receiver.wait_for("/tested", 1, WAIT).await;
+    assert!(verify(&got[0], &secret), "signed like any delivery");
+    assert_eq!(got[0].header("webhook-id"), msg["id"].as_str().unwrap());
+    assert_eq!(got[0].json(), json!({"order": "EX-1", "total": 12.5}));
+    // Svix's ping has a fixed example.
+    let (status, ping) = herald
+        .call(Method::POST, &path, Some(json!({"eventType": "svix.ping"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ping}");
+    let got = receiver.wait_for("/tested", 2, WAIT).await;
+    assert_eq!(got[1].json(), json!({"success": true}));
+    // The catch-all endpoint got neither: the first thing it sees is a real message
+    // published after them.
+    let real = herald
+        .publish(
+            &app,
+            json!({"eventType": "order.created", "payload": {"order": "R-1"}}),
+        )
+        .await;
+    let other = receiver.wait_for("/other", 1, WAIT).await;
+    assert_eq!(other[0].header("webhook-id"), real["id"].as_str().unwrap());
+    assert_eq!(other.len(), 1);
+    // And the test messages are in the log, with their one delivery each.
+    let attempts = herald.msg_attempts(&app, &msg, 1).await;
+    assert_eq!(attempts["data"].as_array().unwrap().len(), 1);
+
+    // Honest errors, and nothing sent for them.
+    for (body, status, says) in [
+        (
+            json!({"eventType": "order.bare"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no example payload",
+        ),
+        (
+            json!({"eventType": "order.unknown"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no event type named order.unknown",
+        ),
+        (
+            json!({"eventType": "bad type!"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "eventType",
+        ),
+    ] {
+        let (got, answer) = herald.call(Method::POST, &path, Some(body)).await;
+        assert_eq!(got, status, "{answer}");
+        assert!(answer.to_string().contains(says), "{answer}");
+    }
+    let (status, _) = herald
+        .call(
+            Method::POST,
+            &format!("/api/v1/app/{app}/endpoint/ep_missing/send-example"),
+            Some(json!({"eventType": "svix.ping"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    herald
+        .call(
+            Method::PATCH,
+            &format!(
+                "/api/v1/app/{app}/endpoint/{}",
+                tested["id"].as_str().unwrap()
+            ),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    let (status, answer) = herald
+        .call(Method::POST, &path, Some(json!({"eventType": "svix.ping"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["code"], "endpoint_disabled");
+    assert_eq!(receiver.received_on("/tested").len(), 2);
+}
