@@ -1,7 +1,9 @@
 """The tenant portal: opened from an app-portal-access link, limited to one application."""
 
+import http.server
 import json
 import subprocess
+import threading
 import urllib.request
 
 from playwright.sync_api import expect
@@ -154,3 +156,82 @@ def test_a_token_for_filters_changes_the_filter_only(herald, receiver, page):
     saved = herald.ok("GET", f"/api/v1/app/{app['id']}/endpoint/{ep['id']}")
     assert saved["filter"] == {"payload.case": {"$gt": 10}}
     assert saved["url"] == receiver.url + "/r"
+
+
+# The platform's logo.
+LOGO = (b'<svg xmlns="http://www.w3.org/2000/svg" width="96" height="28">'
+        b'<rect width="96" height="28" rx="6" fill="#0a7c2f"/>'
+        b'<text x="48" y="19" font-family="sans-serif" font-size="14" fill="#fff" text-anchor="middle">Acme</text></svg>')
+
+
+class ImageSite:
+    """The platform's own site on loopback, serving its logo."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("content-type", "image/svg+xml")
+                self.send_header("content-length", str(len(LOGO)))
+                self.end_headers()
+                self.wfile.write(LOGO)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def accent_of(page):
+    return page.get_by_role("button", name="Create webhook").evaluate("b => getComputedStyle(b).backgroundColor")
+
+
+def test_the_portal_wears_the_platforms_accent_and_logo(page):
+    site, elsewhere = ImageSite(), ImageSite()
+    herald = Herald(binary(), extra=("--portal-accent", "#aa3300", "--portal-frame-ancestors", site.origin))
+    try:
+        herald.ok("POST", "/api/v1/app", {"name": "Tenant A", "uid": "tenant-a"})
+        # The operator's accent, from the flag.
+        access = portal_link(herald, "tenant-a")
+        page.goto(access["url"])
+        expect(page.get_by_role("button", name="Create webhook")).to_be_visible()
+        assert accent_of(page) == "rgb(170, 51, 0)"
+        expect(page.locator("header img.logo")).to_have_count(0)
+
+        # A link's own accent and logo (from the framing site) win, and stay as the
+        # address bar is cleaned.
+        link = access["url"].replace("/portal#", f"/portal?accent=0a7c2f&logo={site.origin}/logo.svg#")
+        page.goto(link)
+        expect(page.get_by_role("button", name="Create webhook")).to_be_visible()
+        assert "?" not in page.url and "key=" not in page.url
+        assert accent_of(page) == "rgb(10, 124, 47)"
+        logo = page.locator("header img.logo")
+        expect(logo).to_have_attribute("src", f"{site.origin}/logo.svg")
+        page.wait_for_function("document.querySelector('header img.logo').complete")
+        assert logo.evaluate("img => img.naturalWidth") == 96
+        screenshot(page, "portal-branded")
+
+        # A logo from a site the operator did not allow is refused by the page's policy,
+        # and a colour that is not one is ignored.
+        link = access["url"].replace("/portal#", f"/portal?accent=red;x&logo={elsewhere.origin}/logo.svg#")
+        page.goto(link)
+        expect(page.get_by_role("button", name="Create webhook")).to_be_visible()
+        expect(page.locator("header img.logo")).to_have_count(0)
+        assert accent_of(page) == "rgb(170, 51, 0)"
+    finally:
+        herald.stop()
+        site.server.shutdown()
+        elsewhere.server.shutdown()
+
+
+def test_a_bad_accent_or_logo_flag_stops_herald_with_what_is_wrong():
+    for flag, value, says in [
+        ("--portal-accent", "red", "portal_accent: `red` is not a colour such as #1a73e8"),
+        ("--portal-logo", "javascript:alert(1)", "portal_logo: `javascript:alert(1)` is not an image address"),
+    ]:
+        run = subprocess.run([binary(), "serve", "--bind", "127.0.0.1:0", flag, value],
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode != 0
+        assert says in run.stderr, run.stderr

@@ -139,6 +139,14 @@ pub(crate) struct ServeArgs {
     /// (`https://app.example.com`) [default: none].
     #[arg(long, env = "HERALD_PORTAL_FRAME_ANCESTORS")]
     pub(crate) portal_frame_ancestors: Option<String>,
+    /// The tenant portal's accent colour, `#rrggbb` (a portal link's `?accent=` overrides
+    /// it) [default: Herald's blue].
+    #[arg(long, env = "HERALD_PORTAL_ACCENT")]
+    pub(crate) portal_accent: Option<String>,
+    /// The tenant portal's logo: an `https://` (or `http://`) image address or a path on this server (a
+    /// portal link's `?logo=` overrides it) [default: none].
+    #[arg(long, env = "HERALD_PORTAL_LOGO")]
+    pub(crate) portal_logo: Option<String>,
     /// Entity snapshots not updated for this long are dropped [default: 30d].
     #[arg(long, env = "HERALD_ENTITY_RETENTION")]
     pub(crate) entity_retention: Option<String>,

@@ -37,6 +37,9 @@ pub(crate) struct Settings {
     pub(crate) operator_app: String,
     /// Origins that may frame the tenant portal.
     pub(crate) portal_frame_ancestors: Vec<String>,
+    /// The portal's accent colour and logo.
+    pub(crate) portal_accent: Option<String>,
+    pub(crate) portal_logo: Option<String>,
     pub(crate) destinations: transport::DestinationPolicy,
     /// CA certificates trusted for HTTPS receivers and `amqps` brokers besides the system's.
     pub(crate) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -89,6 +92,8 @@ const KEYS: &[&str] = &[
     "auto_disable_after",
     "operator_app",
     "portal_frame_ancestors",
+    "portal_accent",
+    "portal_logo",
     "allow_destination",
     "deny_destination",
     "https_only",
@@ -288,6 +293,12 @@ impl Settings {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            portal_accent: raw("portal_accent", &args.portal_accent)
+                .map(|text| ui::accent(&text).map_err(|e| anyhow::anyhow!("portal_accent: {e}")))
+                .transpose()?,
+            portal_logo: raw("portal_logo", &args.portal_logo)
+                .map(|text| ui::logo(&text).map_err(|e| anyhow::anyhow!("portal_logo: {e}")))
+                .transpose()?,
             entity_retention: duration(
                 "entity_retention",
                 raw("entity_retention", &args.entity_retention),

@@ -188,6 +188,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .merge(ui::router(ui::UiConfig {
         portal_frame_ancestors: settings.portal_frame_ancestors.clone(),
+        portal_accent: settings.portal_accent.clone(),
+        portal_logo: settings.portal_logo.clone(),
     }));
 
     let listener = listen(settings.bind).with_context(|| format!("binding {}", settings.bind))?;

@@ -10,6 +10,15 @@ import { failingView } from "./failing.js";
 
 const portal = location.pathname.startsWith("/portal");
 
+// The portal's look: the operator's accent colour and logo (brand.json), which a portal
+// link may override (`/portal?accent=1a73e8&logo=…#key=…`); kept for this tab, as the
+// address bar is cleaned.
+const BRAND = "herald.brand";
+if (portal && location.search) {
+  const q = new URLSearchParams(location.search);
+  sessionStorage.setItem(BRAND, JSON.stringify({ accent: q.get("accent"), logo: q.get("logo") }));
+  history.replaceState(null, "", `/portal${location.hash}`);
+}
 // The portal link carries its token in the fragment (#key=…&app=…), which the browser
 // never sends to a server; it moves to this tab's session storage and leaves the address
 // bar at once.
@@ -17,6 +26,26 @@ if (portal && location.hash.includes("key=")) {
   const params = new URLSearchParams(location.hash.slice(1));
   signIn(params.get("key"), params.get("app"));
   history.replaceState(null, "", "/portal#/webhooks");
+}
+
+let brand = {};
+
+async function loadBrand() {
+  const given = await fetch("/portal/brand.json", { credentials: "omit" }).then((r) => r.json()).catch(() => ({}));
+  let linked = {};
+  try {
+    linked = JSON.parse(sessionStorage.getItem(BRAND) || "{}") || {};
+  } catch {}
+  const accent = [linked.accent, given.accent].map(hexColour).find(Boolean);
+  const logo = [linked.logo, given.logo].find((l) => typeof l === "string" && /^(https?:\/\/|\/(?!\/))\S+$/.test(l));
+  if (accent) document.documentElement.style.setProperty("--accent", accent);
+  brand = { logo };
+}
+
+/** `#rgb` or `#rrggbb` (the `#` optional), or undefined. */
+function hexColour(text) {
+  const m = typeof text === "string" && /^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/.exec(text.trim());
+  return m ? `#${m[1]}` : undefined;
 }
 
 const root = document.getElementById("root");
@@ -28,7 +57,12 @@ function layout(nav) {
     h(
       "header",
       { class: "top" },
-      h("a", { class: "brand", href: portal ? "#/webhooks" : "#/apps", text: portal ? "Webhooks" : "Herald" }),
+      h(
+        "a",
+        { class: "brand", href: portal ? "#/webhooks" : "#/apps" },
+        brand.logo ? h("img", { class: "logo", src: brand.logo, alt: "", onerror: (e) => e.target.remove() }) : null,
+        portal ? "Webhooks" : "Herald",
+      ),
       h("nav", { "aria-label": "Main" }, nav),
       h("button", { type: "button", class: "quiet", onclick: logout, text: "Sign out" }),
     ),
@@ -175,4 +209,5 @@ async function render(main, parts, params, s) {
 
 window.addEventListener("hashchange", route);
 window.addEventListener("unhandledrejection", (e) => notice(e.reason?.message || String(e.reason), "error"));
+if (portal) await loadBrand();
 route();

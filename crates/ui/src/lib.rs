@@ -45,13 +45,33 @@ const INDEX: &[u8] = include_bytes!("../assets/index.html");
 pub struct UiConfig {
     /// Origins that may show the portal in a frame (`frame-ancestors`); none when empty.
     pub portal_frame_ancestors: Vec<String>,
+    /// The portal's accent colour (`#rrggbb` or `#rgb`, checked by `accent`).
+    pub portal_accent: Option<String>,
+    /// The portal's logo (checked by `logo`): its origin may serve the portal's images.
+    pub portal_logo: Option<String>,
 }
 
 /// The console at `/ui`, the portal at `/portal`, their assets, and `/` sending to the
 /// console.
 pub fn router<S: Clone + Send + Sync + 'static>(config: UiConfig) -> Router<S> {
-    let portal_policy = policy(&config.portal_frame_ancestors);
+    // The portal shows images from the sites that frame it (a logo given by query) and
+    // from the logo's own site.
+    let mut images = config.portal_frame_ancestors.clone();
+    images.extend(config.portal_logo.as_deref().and_then(origin_of));
+    let portal_policy = policy_with_images(&config.portal_frame_ancestors, &images);
+    let brand = serde_json::json!({
+        "accent": config.portal_accent,
+        "logo": config.portal_logo,
+    })
+    .to_string();
     Router::new()
+        .route(
+            "/portal/brand.json",
+            get(move || {
+                let brand = brand.clone();
+                async move { brand_json(brand) }
+            }),
+        )
         .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/ui", get(console))
         .route("/ui/", get(console))
@@ -106,15 +126,80 @@ pub fn frame_ancestor(site: &str) -> Result<String, String> {
 /// The Content-Security-Policy of the page: everything from this origin only, no inline
 /// script or style, no plugins, forms and base URLs pinned, framed only by `ancestors`.
 pub fn policy(ancestors: &[String]) -> String {
+    policy_with_images(ancestors, &[])
+}
+
+/// As `policy`, with images also from the origins in `images`.
+fn policy_with_images(ancestors: &[String], images: &[String]) -> String {
     let frame = if ancestors.is_empty() {
         "'none'".to_owned()
     } else {
         ancestors.join(" ")
     };
+    let mut img = String::from("'self' data:");
+    for origin in images {
+        img.push(' ');
+        img.push_str(origin);
+    }
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src {img}; \
          connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {frame}"
     )
+}
+
+/// Checks the portal's accent colour: `#rgb` or `#rrggbb`.
+pub fn accent(colour: &str) -> Result<String, String> {
+    let colour = colour.trim();
+    let hex = colour.strip_prefix('#').unwrap_or(colour);
+    if matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(format!("#{}", hex.to_ascii_lowercase()))
+    } else {
+        Err(format!("`{colour}` is not a colour such as #1a73e8"))
+    }
+}
+
+/// Checks the portal's logo: an `https://` (or `http://`) address, or a path on this
+/// server (`/…`).
+pub fn logo(address: &str) -> Result<String, String> {
+    let address = address.trim();
+    let plain = !address.is_empty()
+        && address
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '\\' | ';'));
+    let local = address.starts_with('/') && !address.starts_with("//");
+    let remote = origin_of(address).is_some();
+    if plain && (local || remote) {
+        Ok(address.to_owned())
+    } else {
+        Err(format!(
+            "`{address}` is not an image address such as https://cdn.example.com/logo.svg or /logo.png"
+        ))
+    }
+}
+
+/// The origin of an `https://` or `http://` address (`https://host[:port]`), if it has one.
+fn origin_of(address: &str) -> Option<String> {
+    let (scheme, rest) = address
+        .strip_prefix("https://")
+        .map(|rest| ("https", rest))
+        .or_else(|| address.strip_prefix("http://").map(|rest| ("http", rest)))?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    frame_ancestor(&format!("{scheme}://{host}"))
+        .ok()
+        .filter(|_| !host.starts_with("*."))
+}
+
+fn brand_json(body: String) -> Response {
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    secure(response.headers_mut());
+    response
 }
 
 async fn console(State(p): State<Policies>) -> Response {
@@ -172,6 +257,63 @@ fn secure(headers: &mut http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accent_is_a_hex_colour() {
+        let table = [
+            ("#1A73E8", Some("#1a73e8")),
+            ("1a73e8", Some("#1a73e8")),
+            ("#abc", Some("#abc")),
+            ("#abcd", None),
+            ("red", None),
+            ("#12345g", None),
+            ("#123456; background: url(x)", None),
+            ("", None),
+        ];
+        for (colour, expected) in table {
+            assert_eq!(accent(colour).ok().as_deref(), expected, "{colour}");
+        }
+    }
+
+    #[test]
+    fn a_logo_is_an_https_address_or_a_local_path() {
+        let table = [
+            ("https://cdn.example.com/logo.svg", true),
+            ("https://cdn.example.com:8443/a/logo.png?v=2", true),
+            ("/static/logo.png", true),
+            ("http://localhost:3000/logo.svg", true),
+            ("ftp://cdn.example.com/logo.svg", false),
+            ("//cdn.example.com/logo.svg", false),
+            ("javascript:alert(1)", false),
+            ("data:image/svg+xml,<svg onload=alert(1)>", false),
+            ("https://cdn.example.com/a b.png", false),
+            ("https://x.example; script-src *", false),
+            ("https://", false),
+            ("", false),
+        ];
+        for (address, ok) in table {
+            assert_eq!(logo(address).is_ok(), ok, "{address}");
+        }
+    }
+
+    #[test]
+    fn the_portal_shows_images_from_its_logo_and_framing_sites() {
+        let p = policy_with_images(
+            &["https://app.example.com".into()],
+            &[
+                "https://app.example.com".into(),
+                "https://cdn.example.com".into(),
+            ],
+        );
+        assert!(
+            p.contains("img-src 'self' data: https://app.example.com https://cdn.example.com;")
+        );
+        assert_eq!(
+            origin_of("https://cdn.example.com:8443/a.png"),
+            Some("https://cdn.example.com:8443".into())
+        );
+        assert_eq!(origin_of("/logo.png"), None);
+    }
 
     #[test]
     fn frame_ancestors_are_origins_only() {
