@@ -4,6 +4,7 @@ pub(crate) mod applications;
 pub(crate) mod attempts;
 pub(crate) mod attention;
 pub(crate) mod auth;
+pub(crate) mod endpoint_health;
 pub(crate) mod endpoints;
 pub(crate) mod event_types;
 pub(crate) mod examples;

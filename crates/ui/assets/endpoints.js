@@ -6,8 +6,12 @@ import { h, fill, field, dialog, confirmAction, notice, when, pretty } from "./d
 
 const DAY_MS = 24 * 3600 * 1000;
 
+/** Webhooks a page: their cards, and their health in one call. */
+const PAGE = 50;
+
 export async function endpointsView(main, ctx) {
   const list = h("div", { class: "cards" });
+  const more = h("button", { type: "button", hidden: true, text: "Load more", onclick: () => next().catch((e) => notice(e.message, "error")) });
   fill(
     main,
     h(
@@ -26,24 +30,28 @@ export async function endpointsView(main, ctx) {
         : null,
     ),
     list,
+    more,
   );
+  let iterator = null;
 
   async function load() {
-    const endpoints = [];
-    let iterator = null;
-    for (;;) {
-      const page = await call("GET", `/api/v1/app/${enc(ctx.app)}/endpoint${query({ limit: 250, iterator })}`);
-      endpoints.push(...page.data);
-      if (page.done || !page.iterator) break;
-      iterator = page.iterator;
+    list.replaceChildren();
+    iterator = null;
+    await next();
+    if (!list.children.length) {
+      fill(list, h("p", { class: "empty", text: "No webhooks yet. Create one to start receiving events." }));
     }
-    fill(
-      list,
-      endpoints.length
-        ? endpoints.map((ep) => card(ctx, ep, load))
-        : h("p", { class: "empty", text: "No webhooks yet. Create one to start receiving events." }),
-    );
   }
+
+  async function next() {
+    const page = await call("GET", `/api/v1/app/${enc(ctx.app)}/endpoint${query({ limit: PAGE, iterator })}`);
+    const cards = page.data.map((ep) => card(ctx, ep, load));
+    list.append(...cards.map((c) => c.el));
+    iterator = page.iterator;
+    more.hidden = page.done || !page.iterator;
+    if (cards.length) fillHealth(ctx, cards).catch((err) => cards.forEach((c) => fill(c.health, h("dt", { text: "Health" }), h("dd", { text: err.message }))));
+  }
+
   await load();
 }
 
@@ -121,35 +129,33 @@ function card(ctx, ep, reload) {
       }),
     ),
   );
-  fillHealth(health, base).catch((err) => fill(health, h("dt", { text: "Health" }), h("dd", { text: err.message })));
-  return el;
+  return { el, health, id: ep.id };
 }
 
 /**
- * The last 24 hours of a webhook: the share of deliveries that succeeded, the median time
- * its receiver took over the latest attempts, and the last failure with its reason.
+ * The last 24 hours of a page of webhooks, in one call: the share of deliveries that
+ * succeeded, the median time the receiver took over the latest attempts, and the last
+ * failure with its reason.
  */
-async function fillHealth(health, base) {
+async function fillHealth(ctx, cards) {
   const since = new Date(Date.now() - DAY_MS).toISOString();
-  const [stats, recent, failed] = await Promise.all([
-    call("GET", `${base}/stats${query({ since })}`),
-    call("GET", `${base.replace("/endpoint/", "/attempt/endpoint/")}${query({ limit: 50, after: since })}`),
-    call("GET", `${base.replace("/endpoint/", "/attempt/endpoint/")}${query({ limit: 1, status: 2, after: since })}`),
-  ]);
-  const finished = stats.success + stats.fail;
-  const rate = finished ? `${Math.round((100 * stats.success) / finished)} % delivered` : "No deliveries";
-  const times = recent.data.map((a) => a.responseDurationMs).sort((a, b) => a - b);
-  const median = times.length ? `${times[Math.floor(times.length / 2)]} ms median` : "";
-  const last = failed.data[0];
-  fill(
-    health,
-    h("dt", { text: "Last 24 h" }),
-    h("dd", { text: [rate, `${stats.success} ok, ${stats.fail} failed, ${stats.pending + stats.sending} pending`, median].filter(Boolean).join(" · ") }),
-    last ? h("dt", { text: "Last failure" }) : null,
-    last
-      ? h("dd", { class: "failure", text: `${when(last.timestamp)}: ${reason(last)}` })
-      : null,
-  );
+  const answer = await call("GET", `/api/v1/app/${enc(ctx.app)}/endpoint-health${query({ endpoint_id: cards.map((c) => c.id), since })}`);
+  const byId = new Map(answer.data.map((x) => [x.endpointId, x]));
+  for (const { health, id } of cards) {
+    const stats = byId.get(id);
+    if (!stats) continue;
+    const finished = stats.success + stats.fail;
+    const rate = finished ? `${Math.round((100 * stats.success) / finished)} % delivered` : "No deliveries";
+    const median = stats.medianDurationMs != null ? `${stats.medianDurationMs} ms median` : "";
+    const last = stats.lastFailure;
+    fill(
+      health,
+      h("dt", { text: "Last 24 h" }),
+      h("dd", { text: [rate, `${stats.success} ok, ${stats.fail} failed, ${stats.pending + stats.sending} pending`, median].filter(Boolean).join(" · ") }),
+      last ? h("dt", { text: "Last failure" }) : null,
+      last ? h("dd", { class: "failure", text: `${when(last.timestamp)}: ${reason(last)}` }) : null,
+    );
+  }
 }
 
 /** Why an attempt failed, in words. */

@@ -653,3 +653,77 @@ async fn a_test_event_goes_to_its_endpoint_only() {
     assert_eq!(answer["code"], "endpoint_disabled");
     assert_eq!(receiver.received_on("/tested").len(), 2);
 }
+
+#[tokio::test]
+async fn the_health_of_a_page_of_endpoints_comes_in_one_call() {
+    let herald = Herald::start_with(&["--retry-schedule", "1h"]).await;
+    let receiver = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.set_status(503);
+    let app = herald.app("shop").await;
+    let other_app = herald.app("other").await;
+    let ok = herald
+        .endpoint(&app, json!({"url": receiver.url("/ok"), "uid": "ok"}))
+        .await;
+    let bad = herald
+        .endpoint(&app, json!({"url": failing.url("/bad")}))
+        .await;
+    let foreign = herald
+        .endpoint(&other_app, json!({"url": receiver.url("/foreign")}))
+        .await;
+    for n in 0..2 {
+        let msg = herald
+            .publish(
+                &app,
+                json!({"eventType": "order.created", "payload": {"n": n}}),
+            )
+            .await;
+        herald.msg_attempts(&app, &msg, 2).await;
+    }
+    let path = format!(
+        "/api/v1/app/{app}/endpoint-health?endpoint_id=ok&endpoint_id={}&endpoint_id={}&endpoint_id=ep_unknown",
+        bad["id"].as_str().unwrap(),
+        foreign["id"].as_str().unwrap()
+    );
+    let health = herald.get(&path).await;
+    let data = health["data"].as_array().unwrap();
+    assert_eq!(
+        data.len(),
+        2,
+        "the other app's and unknown ids are left out: {health}"
+    );
+    assert_eq!(data[0]["endpointId"], ok["id"]);
+    assert_eq!(data[0]["success"], 2);
+    assert_eq!(data[0]["fail"], 0);
+    assert!(data[0]["medianDurationMs"].as_i64().is_some());
+    assert!(data[0]["lastFailure"].is_null());
+    assert_eq!(data[1]["endpointId"], bad["id"]);
+    assert_eq!(data[1]["success"], 0);
+    assert_eq!(data[1]["pending"], 2, "waiting for their retry");
+    assert_eq!(data[1]["lastFailure"]["responseStatusCode"], 503);
+    assert_eq!(data[1]["lastFailure"]["endpointId"], bad["id"]);
+
+    // Since later than every attempt: nothing counted.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let health = herald
+        .get(&format!(
+            "/api/v1/app/{app}/endpoint-health?endpoint_id=ok&since={later}"
+        ))
+        .await;
+    assert_eq!(health["data"][0]["success"], 0);
+    assert!(health["data"][0]["medianDurationMs"].is_null());
+
+    let too_many: String = (0..101).map(|i| format!("endpoint_id=e{i}&")).collect();
+    for query in ["", too_many.as_str()] {
+        let (status, body) = herald
+            .call(
+                Method::GET,
+                &format!("/api/v1/app/{app}/endpoint-health?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["detail"][0]["loc"], json!(["query", "endpoint_id"]));
+    }
+}
