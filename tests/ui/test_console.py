@@ -40,7 +40,7 @@ def open_message(page, msg_id):
 
 
 def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
-    for name, description in [("order.created", "A new order"), ("order.shipped", "An order left the warehouse")]:
+    for name, description in [("order.created", "A new order"), ("order.shipped", f"An order left the warehouse {XSS}")]:
         herald.ok("POST", "/api/v1/event-type", {"name": name, "description": description})
     sign_in(page, herald)
 
@@ -52,6 +52,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     page.get_by_label("Example payload").fill('{"order": "A-1", "status": "paid"}')
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("region", name="order.paid")).to_contain_text("The customer paid")
+    expect(page.get_by_role("region", name="order.shipped")).to_contain_text(f"An order left the warehouse {XSS}")
 
     # An application.
     nav(page, "Applications").click()
@@ -134,10 +135,13 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     expect(page.get_by_role("link", name=first["id"])).to_have_count(0)
     screenshot(page, "console-delivery-log")
 
-    # The topics edited: order.created out, order.shipped in.
+    # The topics edited: order.created out, order.shipped in; a custom header shows as
+    # the text it is.
+    herald.ok("PUT", f"/api/v1/app/{app_id}/endpoint/{endpoint['id']}/headers", {"headers": {"X-Note": XSS}})
     tab(page, "Webhooks").click()
     webhook(page, "Warehouse").get_by_role("button", name="Edit").click()
     dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Custom headers")).to_have_value(f"X-Note: {XSS}")
     dialog.get_by_label("order.created").uncheck()
     dialog.get_by_label("order.shipped").check()
     dialog.get_by_role("button", name="Save").click()

@@ -4,10 +4,12 @@
 //! `herald.rs` runs and measures Herald (one node, or several on PostgreSQL) and the
 //! `relay` baseline (`bin/relay.rs`), `postgres.rs` the scratch databases and the
 //! server's figures, `receiver.rs` is the receiver, `load.rs` the publisher, `entity.rs`
-//! the entity updates, `scenarios.rs` the scenarios, `report.rs` the table and JSON.
+//! the entity updates, `scenarios.rs` the delivery scenarios, `lists.rs` the console's
+//! lists, `report.rs` the table and JSON.
 
 mod entity;
 mod herald;
+mod lists;
 mod load;
 mod postgres;
 mod receiver;
@@ -37,6 +39,9 @@ pub(crate) enum Scenario {
     Relay,
     /// The `relay` baseline with `fanout`'s workload.
     RelayFanout,
+    /// The first page of every list the console and the portal show, with 1,000
+    /// endpoints and 100,000 messages in one application (not part of `all`).
+    Lists,
     /// Every scenario in one run, with ratios against `ceiling` and `relay`.
     All,
 }

@@ -64,6 +64,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Slow => slow(options).await?,
             Scenario::Flaky => flaky(options).await?,
             Scenario::Backlog => backlog(options).await?,
+            Scenario::Lists => crate::lists::lists(options).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         reports.push(report);
@@ -101,11 +102,11 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
     Ok(reports)
 }
 
-fn scaled(options: &Options, n: usize) -> usize {
+pub(crate) fn scaled(options: &Options, n: usize) -> usize {
     ((n as f64 * options.scale) as usize).max(10)
 }
 
-fn progress(options: &Options, n: usize, what: &str) -> ProgressBar {
+pub(crate) fn progress(options: &Options, n: usize, what: &str) -> ProgressBar {
     if options.json {
         return ProgressBar::hidden();
     }
@@ -171,7 +172,10 @@ async fn setup_with(
 
 /// Where publish `i` goes: its application's msg endpoint (the apps in turn), on each node
 /// in turn.
-fn targets(herald: &Target, apps: Vec<String>) -> Arc<dyn Fn(usize) -> String + Send + Sync> {
+pub(crate) fn targets(
+    herald: &Target,
+    apps: Vec<String>,
+) -> Arc<dyn Fn(usize) -> String + Send + Sync> {
     let urls: Vec<Vec<String>> = (0..herald.nodes())
         .map(|node| {
             apps.iter()
@@ -185,7 +189,7 @@ fn targets(herald: &Target, apps: Vec<String>) -> Arc<dyn Fn(usize) -> String + 
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
