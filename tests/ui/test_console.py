@@ -200,3 +200,20 @@ def test_the_webhook_dialog_tries_a_filter_on_the_latest_message(herald, receive
     dialog.get_by_label("Filter", exact=True).fill("{status: paid")
     dialog.get_by_role("button", name="Save").click()
     expect(dialog.get_by_role("alert")).to_contain_text("The filter is not JSON")
+
+
+def test_the_application_search_runs_on_the_server(herald, page):
+    # More applications than the first page holds; the one looked for is made last.
+    for n in range(105):
+        herald.ok("POST", "/api/v1/app", {"name": f"Filler {n}"})
+    herald.ok("POST", "/api/v1/app", {"name": "Zephyr Books", "uid": "zephyr"})
+    sign_in(page, herald)
+    expect(page.get_by_role("row")).to_have_count(101)
+    expect(page.get_by_role("link", name="Zephyr Books")).to_have_count(0)
+    page.get_by_label("Search applications").fill("ZEPHYR")
+    expect(page.get_by_role("row")).to_have_count(2)
+    expect(page.get_by_role("link", name="Zephyr Books")).to_be_visible()
+    page.get_by_label("Search applications").fill("no such shop")
+    expect(page.get_by_role("cell", name="No application matches.")).to_be_visible()
+    status, answer = herald.api("GET", "/api/v1/app?search=")
+    assert status == 422 and answer["detail"][0]["loc"] == ["query", "search"]

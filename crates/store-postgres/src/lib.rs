@@ -286,9 +286,19 @@ impl Store for PostgresStore {
         Ok(found)
     }
 
-    async fn list_apps(&self, page: &Page) -> Result<Vec<Application>> {
+    async fn list_apps(&self, search: Option<&str>, page: &Page) -> Result<Vec<Application>> {
         let head = format!("SELECT {} FROM applications", rows::APP_COLUMNS);
-        self.select(Select::new().finish(&head, "id", page), rows::app)
+        let mut select = Select::new();
+        if let Some(search) = search {
+            // `lower` of ASCII only, as the embedded store (SQLite's `lower`).
+            select.when(
+                "(strpos(translate(name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), ?) > 0 \
+                  OR strpos(translate(coalesce(uid, ''), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), ?) > 0 \
+                  OR strpos(lower(id), ?) > 0)",
+                search.to_ascii_lowercase(),
+            );
+        }
+        self.select(select.finish(&head, "id", page), rows::app)
             .await
     }
 

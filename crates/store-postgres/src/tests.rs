@@ -225,7 +225,7 @@ async fn lost_connections_are_unavailable_then_replaced() {
         // Each pooled connection may fail one call before the pool sees it closed.
         let mut found = None;
         for _ in 0..=config.max_connections {
-            match store.list_apps(&page(10)).await {
+            match store.list_apps(None, &page(10)).await {
                 Ok(apps) => {
                     found = Some(apps);
                     break;

@@ -630,8 +630,15 @@ impl Store for EmbeddedStore {
         Ok(found)
     }
 
-    async fn list_apps(&self, page: &Page) -> Result<Vec<Application>> {
-        let (sql, params) = Select::new().finish(
+    async fn list_apps(&self, search: Option<&str>, page: &Page) -> Result<Vec<Application>> {
+        let mut select = Select::new();
+        if let Some(search) = search {
+            select.when(
+                "(instr(lower(name), ?) > 0 OR instr(lower(coalesce(uid, '')), ?) > 0 OR instr(lower(id), ?) > 0)",
+                search.to_ascii_lowercase(),
+            );
+        }
+        let (sql, params) = select.finish(
             &format!("SELECT {} FROM applications", rows::APP_COLUMNS),
             "id",
             page,

@@ -133,30 +133,54 @@ async fn applications(store: &dyn Store) {
     for _ in 0..4 {
         more.push(store.create_app(app(None)).await.unwrap().id);
     }
-    let first = store.list_apps(&page(2)).await.unwrap();
+    let first = store.list_apps(None, &page(2)).await.unwrap();
     assert_eq!(
         first.len(),
         3,
         "a page returns limit + 1 rows when there are more"
     );
     let rest = store
-        .list_apps(&Page {
-            limit: 10,
-            cursor: Some(first[1].id.as_str().to_owned()),
-            order: Order::Ascending,
-        })
+        .list_apps(
+            None,
+            &Page {
+                limit: 10,
+                cursor: Some(first[1].id.as_str().to_owned()),
+                order: Order::Ascending,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(rest.len(), 3);
     let desc = store
-        .list_apps(&Page {
-            limit: 10,
-            cursor: None,
-            order: Order::Descending,
-        })
+        .list_apps(
+            None,
+            &Page {
+                limit: 10,
+                cursor: None,
+                order: Order::Descending,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(desc.first().map(|a| &a.id), more.last());
+
+    // Search: a part of the name, uid or id, whatever the case of its letters.
+    let mut shop = app(Some("north-shop"));
+    shop.name = "Northwind Traders".into();
+    let shop = store.create_app(shop).await.unwrap();
+    for (needle, found) in [
+        ("WIND", true),
+        ("th-sh", true),
+        (&shop.id.as_str()[4..], true),
+        ("traders ltd", false),
+        ("%", false),
+    ] {
+        let got = store.list_apps(Some(needle), &page(10)).await.unwrap();
+        let ids: Vec<_> = got.iter().map(|a| &a.id).collect();
+        assert_eq!(ids == [&shop.id], found, "{needle:?}: {ids:?}");
+    }
+    let few = store.list_apps(Some("a"), &page(1)).await.unwrap();
+    assert_eq!(few.len(), 2, "search pages like a listing");
 
     let mut renamed = a.clone();
     renamed.name = "Acme Inc".into();

@@ -301,7 +301,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_app(&self, app: Application) -> Result<Application>;
     /// Looks up an application by id or by uid. Cached like `app_endpoints`.
     async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>>;
-    async fn list_apps(&self, page: &Page) -> Result<Vec<Application>>;
+    /// A page of applications; with `search`, only those whose name, uid or id contains
+    /// it, ignoring the case of ASCII letters.
+    async fn list_apps(&self, search: Option<&str>, page: &Page) -> Result<Vec<Application>>;
     async fn update_app(&self, app: Application) -> Result<Application>;
     /// Deletes an application with its endpoints, messages, deliveries and attempts.
     async fn delete_app(&self, id: &AppId) -> Result<()>;

@@ -5,10 +5,20 @@ import { call, query, enc } from "./api.js";
 import { h, fill, field, dialog, confirmAction, notice, when } from "./dom.js";
 
 export async function appsView(main) {
-  const rows = [];
+  let rows = [];
   let iterator = null;
   let done = false;
-  const search = h("input", { type: "search", placeholder: "Name, uid or id", oninput: () => draw() });
+  // The search runs on the server (over every application, not only those loaded), a
+  // moment after the typing stops.
+  let typing = null;
+  const search = h("input", {
+    type: "search",
+    placeholder: "Name, uid or id",
+    oninput: () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => restart().catch((e) => notice(e.message, "error")), 250);
+    },
+  });
   const body = h("tbody");
   const more = h("button", { type: "button", onclick: () => load().catch((e) => notice(e.message, "error")), text: "Load more" });
   const table = h(
@@ -32,14 +42,10 @@ export async function appsView(main) {
   );
 
   function draw() {
-    const needle = search.value.trim().toLowerCase();
-    const shown = rows.filter((a) =>
-      !needle || [a.name, a.uid, a.id].some((v) => (v || "").toLowerCase().includes(needle)),
-    );
     fill(
       body,
-      shown.length
-        ? shown.map((a) =>
+      rows.length
+        ? rows.map((a) =>
             h(
               "tr",
               {},
@@ -49,13 +55,22 @@ export async function appsView(main) {
               h("td", { text: when(a.createdAt) }),
             ),
           )
-        : h("tr", {}, h("td", { colspan: 4, class: "empty", text: rows.length ? "No application matches." : "No applications yet." })),
+        : h("tr", {}, h("td", { colspan: 4, class: "empty", text: search.value.trim() ? "No application matches." : "No applications yet." })),
     );
     more.hidden = done;
   }
 
+  async function restart() {
+    rows = [];
+    iterator = null;
+    await load();
+  }
+
   async function load() {
-    const page = await call("GET", `/api/v1/app${query({ limit: 100, iterator })}`);
+    const asked = search.value.trim();
+    const page = await call("GET", `/api/v1/app${query({ limit: 100, iterator, search: asked })}`);
+    // An answer to a search typed over since is dropped.
+    if (asked !== search.value.trim()) return;
     rows.push(...page.data);
     iterator = page.iterator;
     done = page.done;

@@ -154,11 +154,23 @@ struct ListQuery {
     /// The `iterator` of the previous page; prefix `-` to page backwards.
     iterator: Option<String>,
     order: Option<Ordering>,
+    /// Herald extension: only applications whose name, uid or id contains this (1 to 256
+    /// characters; ASCII letters in any case).
+    search: Option<String>,
 }
 
 impl Validate for ListQuery {
     fn validate(&self) -> Vec<crate::error::ValidationErrorItem> {
-        paging(self.limit, &self.iterator).problems()
+        let mut problems = paging(self.limit, &self.iterator).problems();
+        if let Some(search) = &self.search
+            && !(1..=256).contains(&search.chars().count())
+        {
+            problems.push(crate::error::ValidationErrorItem::new(
+                &["query", "search"],
+                "must be 1 to 256 characters",
+            ));
+        }
+        problems
     }
 }
 
@@ -190,7 +202,10 @@ async fn list_applications(
 ) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
     let (page, back) =
         paging(query.limit, &query.iterator).page(order_of(query.order, Order::Ascending));
-    let rows = state.store.list_apps(&page).await?;
+    let rows = state
+        .store
+        .list_apps(query.search.as_deref(), &page)
+        .await?;
     Ok(Json(ListResponse::from_rows(
         rows,
         &page,
