@@ -217,3 +217,87 @@ def test_the_application_search_runs_on_the_server(herald, page):
     expect(page.get_by_role("cell", name="No application matches.")).to_be_visible()
     status, answer = herald.api("GET", "/api/v1/app?search=")
     assert status == 422 and answer["detail"][0]["loc"] == ["query", "search"]
+
+
+def press_tab_to(page, name, limit=60):
+    """Tabs forward until the focused control is called `name`; fails if it never is."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("(document.activeElement.innerText || document.activeElement.value || '').trim()")
+        if focused == name:
+            # The focus is visible where it is.
+            outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+            assert outline not in ("", "none"), f"no visible focus on {name}"
+            return
+    raise AssertionError(f"{name} cannot be reached with Tab")
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.type !== 'hidden')
+  .filter((el) => {
+    if (el.tagName === 'BUTTON') return !el.textContent.trim() && !el.getAttribute('aria-label');
+    if (el.type === 'checkbox') return !el.closest('label') && !el.labels.length;
+    return !el.labels.length && !el.getAttribute('aria-label');
+  })
+  .map((el) => el.outerHTML)"""
+
+
+def test_the_console_works_by_keyboard_alone_and_every_control_is_labelled(herald, receiver, page):
+    herald.ok("POST", "/api/v1/event-type", {"name": "order.created", "description": "A new order"})
+    page.goto(herald.url + "/ui")
+    # The token field has the focus; Enter signs in.
+    page.keyboard.type(TOKEN)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Applications")).to_be_visible()
+    assert page.evaluate(UNLABELLED) == []
+
+    press_tab_to(page, "New application")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.type("Keyboard Shop")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Keyboard Shop")).to_be_visible()
+
+    press_tab_to(page, "Create webhook")
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    # Everything in the dialog, the folded options too, has a label.
+    expect(dialog.get_by_label("Name", exact=True)).to_be_focused()
+    dialog.locator("details").evaluate("d => { d.open = true }")
+    assert page.evaluate(UNLABELLED) == []
+    dialog.locator("details").evaluate("d => { d.open = false }")
+    page.keyboard.type("Typed")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Made without a mouse")
+    page.keyboard.press("Tab")
+    page.keyboard.type(receiver.url + "/kb")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")  # the first topic: order.created
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")  # in the URL field: submits
+    card = page.get_by_role("region", name="Typed")
+    expect(card).to_contain_text(receiver.url + "/kb")
+    expect(card.locator(".tag")).to_have_text(["order.created"])
+
+    # Escape closes a dialog, and the page is usable again.
+    press_tab_to(page, "Edit")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    press_tab_to(page, "Deactivate")
+    page.keyboard.press("Enter")
+    expect(card).to_contain_text("Disabled")
+
+    # The other screens' controls are labelled too.
+    herald.ok("POST", f"/api/v1/app/{page.url.split('/apps/')[1]}/msg", {"eventType": "order.created", "payload": {"n": 1}})
+    tab(page, "Delivery log").click()
+    expect(page.get_by_role("button", name="Filter")).to_be_visible()
+    assert page.evaluate(UNLABELLED) == []
+    nav(page, "Failing endpoints").click()
+    expect(page.get_by_role("region", name="Disabled")).to_contain_text("Typed")
+    nav(page, "Event types").click()
+    page.get_by_role("button", name="New event type").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    assert page.evaluate(UNLABELLED) == []
