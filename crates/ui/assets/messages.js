@@ -32,8 +32,9 @@ export async function messagesView(main, ctx, params) {
     call("GET", `${appPath}/endpoint${query({ limit: 250 })}`),
     call("GET", `/api/v1/event-type${query({ limit: 250 })}`),
   ]);
-  const eventType = h("select", { name: "event-type" }, h("option", { value: "", text: "Any" }), types.data.map((t) => h("option", { value: t.name, text: t.name })));
-  eventType.value = params.get("eventType") || "";
+  // Typed, with the catalogue offered: messages may use types not in the catalogue.
+  const eventType = h("input", { name: "event-type", list: "event-type-names", placeholder: "Any", autocomplete: "off", value: params.get("eventType") || "" });
+  const typeNames = h("datalist", { id: "event-type-names" }, types.data.map((t) => h("option", { value: t.name })));
   const channel = h("input", { name: "channel", value: params.get("channel") || "" });
   const endpoint = h(
     "select",
@@ -41,7 +42,13 @@ export async function messagesView(main, ctx, params) {
     h("option", { value: "", text: "Any" }),
     endpoints.data.map((e) => h("option", { value: e.id, text: e.name || e.description || e.url })),
   );
-  endpoint.value = params.get("endpoint") || "";
+  // The lists hold the first 250; a webhook or type asked for beyond them is added.
+  const wanted = params.get("endpoint");
+  if (wanted && !endpoints.data.some((e) => e.id === wanted)) {
+    const e = await call("GET", `${appPath}/endpoint/${enc(wanted)}`).catch(() => null);
+    if (e) endpoint.append(h("option", { value: e.id, text: e.name || e.description || e.url }));
+  }
+  endpoint.value = wanted || "";
   const status = h(
     "select",
     { name: "status" },
@@ -76,7 +83,7 @@ export async function messagesView(main, ctx, params) {
       onsubmit: (e) => {
         e.preventDefault();
         location.hash = here({
-          eventType: eventType.value,
+          eventType: eventType.value.trim(),
           channel: channel.value.trim(),
           endpoint: endpoint.value,
           status: endpoint.value ? status.value : "",
@@ -87,6 +94,7 @@ export async function messagesView(main, ctx, params) {
       },
     },
     field("Event type", eventType),
+    typeNames,
     field("Channel", channel),
     field("Webhook", endpoint),
     field("Status", status),
