@@ -17,6 +17,16 @@ def portal_link(herald, app, body=None):
     return access
 
 
+def menu(page, name):
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name)
+
+
+def open_message(page, msg_id):
+    menu(page, "Delivery log").click()
+    page.get_by_role("link", name=msg_id).click()
+    expect(page.get_by_role("heading", name=msg_id)).to_be_visible()
+
+
 def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, receiver, page):
     herald.ok("POST", "/api/v1/event-type", {"name": "case.updated", "description": "A case changed",
                                              "schemas": {"1": {"type": "object", "examples": [{"case": 1, "status": "open"}]}}})
@@ -46,28 +56,66 @@ def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, recei
     expect(card.locator(".tag")).to_have_text(["case.closed", "case.updated"])
     screenshot(page, "portal-webhooks")
 
-    # A delivery shows in the tenant's log, and can be replayed.
+    # A delivery shows in the tenant's log with the receiver's answer.
     msg = herald.ok("POST", f"/api/v1/app/{mine['id']}/msg", {"eventType": "case.updated", "payload": {"case": 7}})
     receiver.wait_for("/a", 1)
-    page.get_by_role("link", name="Delivery log").click()
-    page.get_by_role("link", name=msg["id"]).click()
-    expect(page.locator("section.delivery")).to_contain_text("Delivered")
-    page.locator("section.delivery").get_by_role("button", name="Resend").click()
+    open_message(page, msg["id"])
+    delivery = page.locator("section.delivery")
+    expect(delivery).to_contain_text("Delivered")
+    delivery.get_by_role("button", name="Response").click()
+    expect(delivery.locator("pre.response")).to_have_text("thanks")
+
+    # The receiver fails: the reason shows on the webhook and in the log; fixed, the
+    # tenant resends and it is delivered.
+    receiver.answer(500, b"case system down")
+    failed = herald.ok("POST", f"/api/v1/app/{mine['id']}/msg", {"eventType": "case.closed", "payload": {"case": 7}})
     receiver.wait_for("/a", 2)
+    menu(page, "Webhooks").click()
+    expect(page.get_by_role("region", name="Case sync")).to_contain_text("HTTP 500")
+    open_message(page, failed["id"])
+    delivery = page.locator("section.delivery")
+    expect(delivery).to_contain_text("Failed: HTTP 500")
+    delivery.get_by_role("button", name="Response").click()
+    expect(delivery.locator("pre.response")).to_have_text("case system down")
+    receiver.answer(200, b"thanks")
+    delivery.get_by_role("button", name="Resend").click()
+    receiver.wait_for("/a", 3)
     expect(page.locator("section.delivery tr.attempt")).to_have_count(2)
+    expect(page.locator("section.delivery .heading .badge")).to_have_text("Delivered")
     screenshot(page, "portal-message")
 
     # A test event: the type's example, to this webhook, and in the log.
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Webhooks").click()
+    menu(page, "Webhooks").click()
     page.get_by_role("region", name="Case sync").get_by_role("button", name="Send test event").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Event type").select_option("case.updated")
     dialog.get_by_role("button", name="Send").click()
-    got = receiver.wait_for("/a", 3)
-    assert json.loads(got[2]["body"]) == {"case": 1, "status": "open"}
+    got = receiver.wait_for("/a", 4)
+    assert json.loads(got[3]["body"]) == {"case": 1, "status": "open"}
     page.get_by_role("status").get_by_role("link").click()
     expect(page.locator("pre.payload")).to_contain_text('"status": "open"')
     expect(page.locator("section.delivery")).to_contain_text("Delivered")
+
+    # The topics edited, then deactivated: nothing more arrives, while another webhook
+    # gets the next message; then deleted.
+    menu(page, "Webhooks").click()
+    card = page.get_by_role("region", name="Case sync")
+    card.get_by_role("button", name="Edit").click()
+    page.get_by_role("dialog").get_by_label("case.closed").uncheck()
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    expect(card.locator(".tag")).to_have_text(["case.updated"])
+    card.get_by_role("button", name="Deactivate").click()
+    expect(card).to_contain_text("Disabled")
+    herald.ok("POST", f"/api/v1/app/{mine['id']}/endpoint", {"url": receiver.url + "/a2", "name": "Audit"})
+    herald.ok("POST", f"/api/v1/app/{mine['id']}/msg", {"eventType": "case.updated", "payload": {"case": 8}})
+    receiver.wait_for("/a2", 1)
+    assert receiver.count("/a") == 4
+    page.reload()
+    card = page.get_by_role("region", name="Case sync")
+    card.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete webhook").click()
+    expect(card).to_have_count(0)
+    expect(page.get_by_role("region", name="Audit")).to_be_visible()
 
     # The catalogue, read only.
     page.get_by_role("link", name="Event types").click()
