@@ -98,6 +98,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     tab(page, "Webhooks").click()
     expect(webhook(page, "Warehouse")).to_contain_text("Last failure")
     expect(webhook(page, "Warehouse")).to_contain_text("HTTP 503")
+    expect(page.get_by_role("button", name="Load more")).to_be_hidden()
     screenshot(page, "console-webhooks")
 
     # The morning check, across applications: the failing webhook, since when, and why.
@@ -210,8 +211,10 @@ def test_the_application_search_runs_on_the_server(herald, page):
     sign_in(page, herald)
     expect(page.get_by_role("row")).to_have_count(101)
     expect(page.get_by_role("link", name="Zephyr Books")).to_have_count(0)
+    expect(page.get_by_role("button", name="Load more")).to_be_visible()
     page.get_by_label("Search applications").fill("ZEPHYR")
     expect(page.get_by_role("row")).to_have_count(2)
+    expect(page.get_by_role("button", name="Load more")).to_be_hidden()
     expect(page.get_by_role("link", name="Zephyr Books")).to_be_visible()
     page.get_by_label("Search applications").fill("no such shop")
     expect(page.get_by_role("cell", name="No application matches.")).to_be_visible()
@@ -301,3 +304,19 @@ def test_the_console_works_by_keyboard_alone_and_every_control_is_labelled(heral
     page.get_by_role("button", name="New event type").click()
     expect(page.get_by_role("dialog")).to_be_visible()
     assert page.evaluate(UNLABELLED) == []
+
+
+def test_webhooks_come_fifty_at_a_time(herald, receiver, page):
+    app = herald.ok("POST", "/api/v1/app", {"name": "Many hooks"})
+    for n in range(55):
+        herald.ok("POST", f"/api/v1/app/{app['id']}/endpoint", {"url": f"{receiver.url}/h{n}", "name": f"Hook {n:02}"})
+    sign_in(page, herald)
+    page.get_by_role("link", name="Many hooks").click()
+    cards = page.locator("section.card")
+    expect(cards).to_have_count(50)
+    # Each card's health came in the page's one call.
+    expect(cards.nth(49)).to_contain_text("No deliveries")
+    page.get_by_role("button", name="Load more").click()
+    expect(cards).to_have_count(55)
+    expect(cards.nth(54)).to_contain_text("No deliveries")
+    expect(page.get_by_role("button", name="Load more")).to_be_hidden()
