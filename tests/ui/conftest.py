@@ -14,7 +14,7 @@ import threading
 import urllib.request
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 TOKEN = "ui-test-admin-token"
 CHROMIUM = os.environ.get("HERALD_CHROMIUM", "/usr/bin/chromium")
@@ -157,6 +157,18 @@ def page(browser):
     yield p
     context.close()
     assert not errors, f"errors in the page: {errors}"
+
+
+def menu(page, name):
+    """A link of the page's main navigation."""
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name)
+
+
+def open_message(page, log_link, msg_id):
+    """Opens the delivery log by `log_link`, then the message."""
+    log_link.click()
+    page.get_by_role("link", name=msg_id).click()
+    expect(page.get_by_role("heading", name=msg_id)).to_be_visible()
 
 
 def screenshot(page, name):

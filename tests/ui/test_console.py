@@ -5,7 +5,7 @@ import json
 
 from playwright.sync_api import expect
 
-from conftest import TOKEN, screenshot
+from conftest import TOKEN, menu, open_message, screenshot
 
 XSS = "<img src=x onerror=window.__xss=1>"
 
@@ -25,18 +25,8 @@ def webhook(page, name):
     return page.get_by_role("region", name=name)
 
 
-def nav(page, name):
-    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name)
-
-
 def tab(page, name):
     return page.get_by_role("navigation", name="Application").get_by_role("link", name=name)
-
-
-def open_message(page, msg_id):
-    tab(page, "Delivery log").click()
-    page.get_by_role("link", name=msg_id).click()
-    expect(page.get_by_role("heading", name=msg_id)).to_be_visible()
 
 
 def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
@@ -45,7 +35,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     sign_in(page, herald)
 
     # The catalogue: an event type with its example, made in the console.
-    nav(page, "Event types").click()
+    menu(page, "Event types").click()
     page.get_by_role("button", name="New event type").click()
     page.get_by_label("Name").fill("order.paid")
     page.get_by_label("Description").fill("The customer paid")
@@ -55,7 +45,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     expect(page.get_by_role("region", name="order.shipped")).to_contain_text(f"An order left the warehouse {XSS}")
 
     # An application.
-    nav(page, "Applications").click()
+    menu(page, "Applications").click()
     page.get_by_role("button", name="New application").click()
     page.get_by_label("Name").fill("Acme Shop")
     page.get_by_role("button", name="Save").click()
@@ -83,7 +73,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     # Published through the API, delivered, and in the log with the receiver's answer.
     first = herald.ok("POST", f"/api/v1/app/{app_id}/msg", {"eventType": "order.created", "payload": {"order": "A-1", "note": XSS}})
     receiver.wait_for("/hook", 1)
-    open_message(page, first["id"])
+    open_message(page, tab(page, "Delivery log"), first["id"])
     expect(page.locator("pre.payload")).to_contain_text(XSS)
     delivery = page.locator("section.delivery")
     expect(delivery).to_contain_text("Delivered")
@@ -102,7 +92,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     screenshot(page, "console-webhooks")
 
     # The morning check, across applications: the failing webhook, since when, and why.
-    nav(page, "Failing endpoints").click()
+    menu(page, "Failing endpoints").click()
     failing = page.get_by_role("region", name="Failing now")
     expect(failing.get_by_role("row")).to_have_count(2)
     expect(failing).to_contain_text("Acme Shop")
@@ -110,7 +100,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     expect(failing).to_contain_text("HTTP 503")
     screenshot(page, "console-failing")
     failing.get_by_role("link", name="Acme Shop").click()
-    open_message(page, second["id"])
+    open_message(page, tab(page, "Delivery log"), second["id"])
     delivery = page.locator("section.delivery")
     expect(delivery).to_contain_text("Failed: HTTP 503")
     delivery.get_by_role("button", name="Response").click()
@@ -123,9 +113,9 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     expect(page.locator("section.delivery tr.attempt")).to_have_count(2)
     expect(page.locator("section.delivery")).to_contain_text("Succeeded")
     expect(page.locator("section.delivery .heading .badge")).to_have_text("Delivered")
-    nav(page, "Failing endpoints").click()
+    menu(page, "Failing endpoints").click()
     expect(page.get_by_role("region", name="Failing now")).to_contain_text("No endpoint is failing.")
-    nav(page, "Applications").click()
+    menu(page, "Applications").click()
     page.get_by_role("link", name="Acme Shop").click()
 
     # The delivery log filters on the server: by event type.
@@ -154,9 +144,9 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     # Deactivated: nothing more arrives, while a second webhook gets the same message.
     webhook(page, "Warehouse").get_by_role("button", name="Deactivate").click()
     expect(webhook(page, "Warehouse")).to_contain_text("Disabled")
-    nav(page, "Failing endpoints").click()
+    menu(page, "Failing endpoints").click()
     expect(page.get_by_role("region", name="Disabled")).to_contain_text("Warehouse")
-    nav(page, "Applications").click()
+    menu(page, "Applications").click()
     page.get_by_role("link", name="Acme Shop").click()
     herald.ok("POST", f"/api/v1/app/{app_id}/endpoint", {"url": receiver.url + "/other", "name": "Audit"})
     herald.ok("POST", f"/api/v1/app/{app_id}/msg", {"eventType": "order.paid", "payload": {"order": "A-2"}})
@@ -170,7 +160,7 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     status, _ = herald.api("GET", f"/api/v1/app/{app_id}/endpoint/{endpoint['id']}")
     assert status == 404
 
-    nav(page, "Applications").click()
+    menu(page, "Applications").click()
     expect(page.get_by_role("link", name="Acme Shop")).to_be_visible()
     screenshot(page, "console-applications")
 
@@ -298,9 +288,9 @@ def test_the_console_works_by_keyboard_alone_and_every_control_is_labelled(heral
     tab(page, "Delivery log").click()
     expect(page.get_by_role("button", name="Filter")).to_be_visible()
     assert page.evaluate(UNLABELLED) == []
-    nav(page, "Failing endpoints").click()
+    menu(page, "Failing endpoints").click()
     expect(page.get_by_role("region", name="Disabled")).to_contain_text("Typed")
-    nav(page, "Event types").click()
+    menu(page, "Event types").click()
     page.get_by_role("button", name="New event type").click()
     expect(page.get_by_role("dialog")).to_be_visible()
     assert page.evaluate(UNLABELLED) == []

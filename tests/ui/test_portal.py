@@ -8,23 +8,13 @@ import urllib.request
 
 from playwright.sync_api import expect
 
-from conftest import Herald, binary, screenshot
+from conftest import Herald, binary, menu, open_message, screenshot
 
 
 def portal_link(herald, app, body=None):
     access = herald.ok("POST", f"/api/v1/auth/app-portal-access/{app}", body or {})
     assert access["url"].startswith(herald.url + "/portal#key=")
     return access
-
-
-def menu(page, name):
-    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name)
-
-
-def open_message(page, msg_id):
-    menu(page, "Delivery log").click()
-    page.get_by_role("link", name=msg_id).click()
-    expect(page.get_by_role("heading", name=msg_id)).to_be_visible()
 
 
 def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, receiver, page):
@@ -59,7 +49,7 @@ def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, recei
     # A delivery shows in the tenant's log with the receiver's answer.
     msg = herald.ok("POST", f"/api/v1/app/{mine['id']}/msg", {"eventType": "case.updated", "payload": {"case": 7}})
     receiver.wait_for("/a", 1)
-    open_message(page, msg["id"])
+    open_message(page, menu(page, "Delivery log"), msg["id"])
     delivery = page.locator("section.delivery")
     expect(delivery).to_contain_text("Delivered")
     delivery.get_by_role("button", name="Response").click()
@@ -72,7 +62,7 @@ def test_a_tenant_manages_its_webhooks_and_sees_nothing_of_another(herald, recei
     receiver.wait_for("/a", 2)
     menu(page, "Webhooks").click()
     expect(page.get_by_role("region", name="Case sync")).to_contain_text("HTTP 500")
-    open_message(page, failed["id"])
+    open_message(page, menu(page, "Delivery log"), failed["id"])
     delivery = page.locator("section.delivery")
     expect(delivery).to_contain_text("Failed: HTTP 500")
     delivery.get_by_role("button", name="Response").click()

@@ -30,6 +30,25 @@ pub struct Publish {
     pub only: Option<EndpointId>,
 }
 
+impl Publish {
+    /// An event of `event_type` carrying `payload` for `app_id`, and nothing more: no
+    /// event id, channels, tags, origin, entity, idempotency key or single target.
+    pub fn event(app_id: AppId, event_type: String, payload: Arc<str>) -> Self {
+        Self {
+            app_id,
+            event_type,
+            payload,
+            event_id: None,
+            channels: None,
+            tags: None,
+            origin: None,
+            entity: None,
+            idempotency_key: None,
+            only: None,
+        }
+    }
+}
+
 /// What ingest stored.
 #[derive(Debug, Clone)]
 pub struct Ingested {

@@ -103,18 +103,11 @@ impl Shared {
                 "timestamp": rfc3339(shared.clock.now()),
                 "data": data,
             });
-            let publish = Publish {
-                app_id: app.id,
-                event_type: event_type.to_owned(),
-                payload: Arc::from(payload.to_string()),
-                event_id: None,
-                channels: None,
-                tags: None,
-                origin: None,
-                entity: None,
-                idempotency_key: None,
-                only: None,
-            };
+            let publish = Publish::event(
+                app.id,
+                event_type.to_owned(),
+                Arc::from(payload.to_string()),
+            );
             if let Err(err) = (Dispatcher { shared }).ingest(publish).await {
                 tracing::warn!(error = %err, event_type, "publishing an operational event failed");
             }

@@ -2,7 +2,7 @@
 // tabs, edit and delete).
 
 import { call, query, enc } from "./api.js";
-import { h, fill, field, dialog, confirmAction, notice, when } from "./dom.js";
+import { h, fill, field, formDialog, confirmAction, notice, when } from "./dom.js";
 
 export async function appsView(main) {
   let rows = [];
@@ -87,38 +87,17 @@ export async function appsView(main) {
 
 /** The create or edit dialog of an application; resolves with the saved one. */
 function appDialog(title, app) {
-  return dialog(title, (close) => {
+  return formDialog(title, "Save", () => {
     const name = h("input", { name: "name", required: true, maxlength: 256, value: app?.name || "" });
     const uid = h("input", { name: "uid", maxlength: 256, pattern: "[a-zA-Z0-9_.\\-]+", value: app?.uid || "" });
-    const error = h("p", { class: "error", role: "alert" });
-    const form = h(
-      "form",
-      {
-        onsubmit: async (e) => {
-          e.preventDefault();
-          const body = { name: name.value.trim(), uid: uid.value.trim() || null };
-          try {
-            const saved = app
-              ? await call("PUT", `/api/v1/app/${enc(app.id)}`, body)
-              : await call("POST", "/api/v1/app", body);
-            close(saved);
-          } catch (err) {
-            error.textContent = err.message;
-          }
-        },
+    return {
+      fields: [field("Name", name), field("Uid (optional)", uid, "Your own id for this application: letters, digits, _ . -")],
+      focus: name,
+      send: () => {
+        const body = { name: name.value.trim(), uid: uid.value.trim() || null };
+        return app ? call("PUT", `/api/v1/app/${enc(app.id)}`, body) : call("POST", "/api/v1/app", body);
       },
-      field("Name", name),
-      field("Uid (optional)", uid, "Your own id for this application: letters, digits, _ . -"),
-      error,
-      h(
-        "div",
-        { class: "actions" },
-        h("button", { type: "button", onclick: () => close(), text: "Cancel" }),
-        h("button", { type: "submit", class: "primary", text: "Save" }),
-      ),
-    );
-    queueMicrotask(() => name.focus());
-    return form;
+    };
   });
 }
 

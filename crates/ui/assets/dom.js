@@ -87,6 +87,40 @@ export function dialog(title, build) {
   });
 }
 
+/**
+ * A dialog holding a form: `build()` returns its `fields`, the `send` run on submit, and
+ * what to `focus` first. What `send` resolves with closes the dialog and is its result;
+ * what it throws is shown in the form, which stays open.
+ */
+export function formDialog(title, submit, build) {
+  return dialog(title, (close) => {
+    const { fields, send, focus } = build();
+    const error = h("p", { class: "error", role: "alert" });
+    if (focus) queueMicrotask(() => focus.focus());
+    return h(
+      "form",
+      {
+        onsubmit: async (e) => {
+          e.preventDefault();
+          try {
+            close(await send());
+          } catch (err) {
+            error.textContent = err.message;
+          }
+        },
+      },
+      fields,
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", onclick: () => close(), text: "Cancel" }),
+        h("button", { type: "submit", class: "primary", text: submit }),
+      ),
+    );
+  });
+}
+
 /** Asks before something that cannot be undone. */
 export function confirmAction(title, message, action) {
   return dialog(title, (close) =>

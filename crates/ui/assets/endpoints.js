@@ -2,7 +2,7 @@
 // edit dialog, and what can be done to one (activate, delete, secret, recover).
 
 import { call, exchange, query, enc, ApiError } from "./api.js";
-import { h, fill, field, dialog, confirmAction, notice, when, pretty } from "./dom.js";
+import { h, fill, field, dialog, formDialog, confirmAction, notice, when, pretty } from "./dom.js";
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -443,66 +443,36 @@ async function secretDialog(base, mayRotate) {
 async function testDialog(ctx, base) {
   const page = await call("GET", `/api/v1/event-type${query({ limit: 250 })}`);
   const types = page.data.filter((t) => !t.archived && t.schemas?.["1"]?.examples?.length).map((t) => t.name);
-  await dialog("Send a test event", (close) => {
+  await formDialog("Send a test event", "Send", () => {
     const type = h(
       "select",
       { name: "eventType" },
       types.map((t) => h("option", { value: t, text: t })),
       h("option", { value: "svix.ping", text: "svix.ping (a ping: {\"success\": true})" }),
     );
-    const error = h("p", { class: "error", role: "alert" });
-    return h(
-      "form",
-      {
-        onsubmit: async (e) => {
-          e.preventDefault();
-          try {
-            const msg = await call("POST", `${base}/send-example`, { eventType: type.value });
-            notice(h("span", {}, `Sent a test ${msg.eventType} event: `, h("a", { href: `${ctx.base}/msg/${enc(msg.id)}`, text: msg.id })));
-            close(msg);
-          } catch (err) {
-            error.textContent = err.message;
-          }
-        },
+    return {
+      fields: [field("Event type", type, "Its example payload goes to this webhook only, signed like any event, whatever the webhook subscribes to.")],
+      focus: type,
+      send: async () => {
+        const msg = await call("POST", `${base}/send-example`, { eventType: type.value });
+        notice(h("span", {}, `Sent a test ${msg.eventType} event: `, h("a", { href: `${ctx.base}/msg/${enc(msg.id)}`, text: msg.id })));
+        return msg;
       },
-      field("Event type", type, "Its example payload goes to this webhook only, signed like any event, whatever the webhook subscribes to."),
-      error,
-      h(
-        "div",
-        { class: "actions" },
-        h("button", { type: "button", onclick: () => close(), text: "Cancel" }),
-        h("button", { type: "submit", class: "primary", text: "Send" }),
-      ),
-    );
+    };
   });
 }
 
 async function recoverDialog(base) {
-  await dialog("Recover failed deliveries", (close) => {
+  await formDialog("Recover failed deliveries", "Recover", () => {
     const since = h("input", { type: "datetime-local", name: "since", required: true });
-    const error = h("p", { class: "error", role: "alert" });
-    return h(
-      "form",
-      {
-        onsubmit: async (e) => {
-          e.preventDefault();
-          try {
-            await call("POST", `${base}/recover`, { since: new Date(since.value).toISOString() });
-            notice("Failed deliveries since then are being sent again.");
-            close(true);
-          } catch (err) {
-            error.textContent = err.message;
-          }
-        },
+    return {
+      fields: [field("Failed since", since, "Every delivery to this webhook that failed since then is attempted again.")],
+      focus: since,
+      send: async () => {
+        await call("POST", `${base}/recover`, { since: new Date(since.value).toISOString() });
+        notice("Failed deliveries since then are being sent again.");
+        return true;
       },
-      field("Failed since", since, "Every delivery to this webhook that failed since then is attempted again."),
-      error,
-      h(
-        "div",
-        { class: "actions" },
-        h("button", { type: "button", onclick: () => close(), text: "Cancel" }),
-        h("button", { type: "submit", class: "primary", text: "Recover" }),
-      ),
-    );
+    };
   });
 }

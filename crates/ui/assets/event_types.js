@@ -2,7 +2,7 @@
 // operators create, edit and archive them, tenants read them.
 
 import { call, query, enc } from "./api.js";
-import { h, fill, field, dialog, confirmAction, notice, pretty } from "./dom.js";
+import { h, fill, field, formDialog, confirmAction, notice, pretty } from "./dom.js";
 
 /** Svix keeps schemas by version: {"1": {…}}; the example is the schema's first `examples`. */
 function latestSchema(t) {
@@ -99,7 +99,7 @@ function card(t, portal, reload) {
 }
 
 function typeDialog(t) {
-  return dialog(t ? "Edit event type" : "New event type", (close) => {
+  return formDialog(t ? "Edit event type" : "New event type", "Save", () => {
     const schema = t ? latestSchema(t) : null;
     const example = schema?.examples?.[0];
     const bare = schema ? { ...schema } : null;
@@ -108,7 +108,6 @@ function typeDialog(t) {
     const description = h("textarea", { name: "description", rows: 2, value: t?.description || "" });
     const schemaText = h("textarea", { name: "schema", rows: 6, class: "mono", value: bare ? pretty(bare) : "" });
     const exampleText = h("textarea", { name: "example", rows: 4, class: "mono", value: example !== undefined ? pretty(example) : "" });
-    const error = h("p", { class: "error", role: "alert" });
     const parse = (label, text) => {
       if (!text.trim()) return undefined;
       try {
@@ -117,39 +116,25 @@ function typeDialog(t) {
         throw new Error(`${label} is not JSON: ${err.message}`);
       }
     };
-    const form = h(
-      "form",
-      {
-        onsubmit: async (e) => {
-          e.preventDefault();
-          try {
-            let s = parse("The schema", schemaText.value);
-            const ex = parse("The example", exampleText.value);
-            if (ex !== undefined) s = { ...(s || {}), examples: [ex] };
-            const body = { name: name.value.trim(), description: description.value, schemas: s ? { 1: s } : null, archived: false };
-            const saved = t
-              ? await call("PUT", `/api/v1/event-type/${enc(t.name)}`, body)
-              : await call("POST", "/api/v1/event-type", body);
-            notice(t ? "Event type saved." : "Event type created.");
-            close(saved);
-          } catch (err) {
-            error.textContent = err.message;
-          }
-        },
+    return {
+      fields: [
+        field("Name", name, "e.g. order.created"),
+        field("Description", description),
+        field("JSON schema", schemaText, "Optional: the payload's JSON Schema."),
+        field("Example payload", exampleText, "Optional: shown to subscribers and used to try filters."),
+      ],
+      focus: t ? description : name,
+      send: async () => {
+        let s = parse("The schema", schemaText.value);
+        const ex = parse("The example", exampleText.value);
+        if (ex !== undefined) s = { ...(s || {}), examples: [ex] };
+        const body = { name: name.value.trim(), description: description.value, schemas: s ? { 1: s } : null, archived: false };
+        const saved = t
+          ? await call("PUT", `/api/v1/event-type/${enc(t.name)}`, body)
+          : await call("POST", "/api/v1/event-type", body);
+        notice(t ? "Event type saved." : "Event type created.");
+        return saved;
       },
-      field("Name", name, "e.g. order.created"),
-      field("Description", description),
-      field("JSON schema", schemaText, "Optional: the payload's JSON Schema."),
-      field("Example payload", exampleText, "Optional: shown to subscribers and used to try filters."),
-      error,
-      h(
-        "div",
-        { class: "actions" },
-        h("button", { type: "button", onclick: () => close(), text: "Cancel" }),
-        h("button", { type: "submit", class: "primary", text: "Save" }),
-      ),
-    );
-    queueMicrotask(() => (t ? description : name).focus());
-    return form;
+    };
   });
 }

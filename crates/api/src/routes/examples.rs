@@ -99,16 +99,9 @@ async fn send_example(
     let ingested = state
         .dispatcher
         .ingest(Publish {
-            app_id: app.id,
-            event_type: body.event_type,
-            payload: Arc::from(payload.to_string()),
-            event_id: None,
-            channels: None,
-            tags: None,
-            origin: None,
-            entity: None,
             idempotency_key,
             only: Some(endpoint.id),
+            ..Publish::event(app.id, body.event_type, Arc::from(payload.to_string()))
         })
         .await?;
     Ok((
