@@ -223,18 +223,11 @@ impl TwoNodes {
     /// Publishes a message through node `i`; returns its id.
     async fn publish(&self, i: usize) -> String {
         let ingested = self.nodes[i]
-            .ingest(Publish {
-                app_id: self.endpoint.app_id.clone(),
-                event_type: "order.created".into(),
-                payload: Arc::from("{}"),
-                event_id: None,
-                channels: None,
-                tags: None,
-                origin: None,
-                entity: None,
-                idempotency_key: None,
-                only: None,
-            })
+            .ingest(Publish::event(
+                self.endpoint.app_id.clone(),
+                "order.created".into(),
+                Arc::from("{}"),
+            ))
             .await
             .unwrap();
         ingested.message.id.as_str().to_owned()

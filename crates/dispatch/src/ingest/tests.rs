@@ -61,18 +61,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
             operator_app: None,
         },
     );
-    let publish = || Publish {
-        app_id: app.id.clone(),
-        event_type: "order.created".into(),
-        payload: Arc::from("{}"),
-        event_id: None,
-        channels: None,
-        tags: None,
-        origin: None,
-        entity: None,
-        idempotency_key: None,
-        only: None,
-    };
+    let publish = || Publish::event(app.id.clone(), "order.created".into(), Arc::from("{}"));
 
     // Poll an ingest until it holds its reservation and waits for the store, then drop it.
     let mut cancelled = 0;
