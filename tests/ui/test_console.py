@@ -310,3 +310,26 @@ def test_webhooks_come_fifty_at_a_time(herald, receiver, page):
     expect(cards).to_have_count(55)
     expect(cards.nth(54)).to_contain_text("No deliveries")
     expect(page.get_by_role("button", name="Load more")).to_be_hidden()
+
+
+def test_an_event_type_enforces_its_schema_from_the_console(herald, page):
+    app = herald.ok("POST", "/api/v1/app", {"name": "Contracts"})
+    sign_in(page, herald)
+    menu(page, "Event types").click()
+    page.get_by_role("button", name="New event type").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name").fill("invoice.issued")
+    dialog.get_by_label("Description").fill("An invoice went out")
+    dialog.get_by_label("JSON schema").fill('{"type": "object", "required": ["invoice"]}')
+    dialog.get_by_label("Enforce the schema").check()
+    dialog.get_by_role("button", name="Save").click()
+    card = page.get_by_role("region", name="invoice.issued")
+    expect(card.locator(".badge")).to_have_text(["Schema enforced"])
+    status, err = herald.api("POST", f"/api/v1/app/{app['id']}/msg", {"eventType": "invoice.issued", "payload": {"total": 3}})
+    assert status == 422 and err["detail"][0]["loc"] == ["body", "payload", "invoice"], err
+    # Turned off in the dialog: accepted.
+    card.get_by_role("button", name="Edit").click()
+    page.get_by_role("dialog").get_by_label("Enforce the schema").uncheck()
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    expect(card.locator(".badge")).to_have_count(0)
+    herald.ok("POST", f"/api/v1/app/{app['id']}/msg", {"eventType": "invoice.issued", "payload": {"total": 3}})

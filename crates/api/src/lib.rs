@@ -5,6 +5,7 @@
 //! The API never opens outbound connections: it hands messages to `dispatch`.
 
 mod auth;
+mod contracts;
 mod error;
 mod extract;
 mod list;
@@ -39,6 +40,8 @@ pub(crate) struct AppState {
     pub(crate) dispatcher: Dispatcher,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: ApiConfig,
+    /// Event types' compiled schemas, for those that enforce them.
+    pub(crate) contracts: Arc<contracts::Contracts>,
 }
 
 #[derive(OpenApi)]
@@ -66,6 +69,7 @@ pub fn router(
         dispatcher,
         clock,
         config: config.clone(),
+        contracts: Arc::default(),
     };
     let (public, authenticated) = routers();
     let auth = auth::Auth {

@@ -5,7 +5,7 @@
 //! `relay` baseline (`bin/relay.rs`), `postgres.rs` the scratch databases and the
 //! server's figures, `receiver.rs` is the receiver, `load.rs` the publisher, `entity.rs`
 //! the entity updates, `scenarios.rs` the delivery scenarios, `lists.rs` the console's
-//! lists, `report.rs` the table and JSON.
+//! lists, `schema.rs` the cost of enforced schemas, `report.rs` the table and JSON.
 
 mod entity;
 mod herald;
@@ -15,6 +15,7 @@ mod postgres;
 mod receiver;
 mod report;
 mod scenarios;
+mod schema;
 
 use clap::{Parser, ValueEnum};
 
@@ -42,6 +43,9 @@ pub(crate) enum Scenario {
     /// The first page of every list the console and the portal show, with 1,000
     /// endpoints and 100,000 messages in one application (not part of `all`).
     Lists,
+    /// What an enforced event-type schema costs a publish, against none (not part of
+    /// `all`).
+    Schema,
     /// Every scenario in one run, with ratios against `ceiling` and `relay`.
     All,
 }

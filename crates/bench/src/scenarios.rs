@@ -65,6 +65,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Flaky => flaky(options).await?,
             Scenario::Backlog => backlog(options).await?,
             Scenario::Lists => crate::lists::lists(options).await?,
+            Scenario::Schema => crate::schema::schema_cost(options).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         reports.push(report);

@@ -191,6 +191,11 @@ fn standard_envelope(message: &Message, payload: &str) -> Bytes {
     out.push_str(&quote(&message.event_type));
     out.push_str(",\"created\":");
     out.push_str(&message.created_at.timestamp().to_string());
+    out.push_str(",\"entity\":");
+    match &message.entity {
+        Some(entity) => out.push_str(&quote(&entity.id)),
+        None => out.push_str("null"),
+    }
     out.push_str(",\"data\":");
     out.push_str(payload);
     out.push('}');

@@ -33,6 +33,8 @@ pub struct EventType {
     pub group_name: Option<String>,
     /// JSON schemas by version, stored as given.
     pub schemas: Option<serde_json::Value>,
+    /// Publishes of this type must satisfy its latest schema version (Herald extension).
+    pub enforce_schema: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -363,7 +363,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         execute(
             &client,
-            "INSERT INTO event_types (name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO event_types (name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at, enforce_schema) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &et.name,
                 &et.description,
@@ -374,6 +374,7 @@ impl Store for PostgresStore {
                 &et.schemas.as_ref().map(|s| s.to_string()),
                 &ms(et.created_at),
                 &ms(et.updated_at),
+                &et.enforce_schema,
             ],
         )
         .await
@@ -409,7 +410,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let changed = execute(
             &client,
-            "UPDATE event_types SET description = $2, archived = $3, deprecated = $4, feature_flag = $5, group_name = $6, schemas = $7, updated_at = $8 WHERE name = $1",
+            "UPDATE event_types SET description = $2, archived = $3, deprecated = $4, feature_flag = $5, group_name = $6, schemas = $7, updated_at = $8, enforce_schema = $9 WHERE name = $1",
             &[
                 &et.name,
                 &et.description,
@@ -419,6 +420,7 @@ impl Store for PostgresStore {
                 &et.group_name,
                 &et.schemas.as_ref().map(|s| s.to_string()),
                 &ms(et.updated_at),
+                &et.enforce_schema,
             ],
         )
         .await

@@ -91,7 +91,7 @@ pub(crate) fn app(row: &Row) -> Result<Application> {
     })
 }
 
-pub(crate) const EVENT_TYPE_COLUMNS: &str = "name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at";
+pub(crate) const EVENT_TYPE_COLUMNS: &str = "name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at, enforce_schema";
 
 pub(crate) fn event_type(row: &Row) -> Result<EventType> {
     Ok(EventType {
@@ -104,6 +104,7 @@ pub(crate) fn event_type(row: &Row) -> Result<EventType> {
         schemas: parse_opt(get(row, 6)?, "event type schema")?,
         created_at: time(get(row, 7)?)?,
         updated_at: time(get(row, 8)?)?,
+        enforce_schema: get(row, 9)?,
     })
 }
 

@@ -144,7 +144,7 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
 }
 
 /// The version of `schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
@@ -154,6 +154,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrate_3_to_4.sql")),
     (4, include_str!("migrate_4_to_5.sql")),
     (5, include_str!("migrate_5_to_6.sql")),
+    (6, include_str!("migrate_6_to_7.sql")),
 ];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
@@ -709,7 +710,7 @@ impl Store for EmbeddedStore {
         self.writer
             .write(move |conn| {
                 conn.execute(
-                    "INSERT INTO event_types (name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO event_types (name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at, enforce_schema) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         et.name,
                         et.description,
@@ -719,7 +720,8 @@ impl Store for EmbeddedStore {
                         et.group_name,
                         et.schemas.as_ref().map(|s| s.to_string()),
                         ms(et.created_at),
-                        ms(et.updated_at)
+                        ms(et.updated_at),
+                        et.enforce_schema
                     ],
                 )
                 .map_err(conflict_or_backend("an event type with this name already exists"))?;
@@ -765,7 +767,7 @@ impl Store for EmbeddedStore {
             .write(move |conn| {
                 let changed = conn
                     .execute(
-                        "UPDATE event_types SET description = ?2, archived = ?3, deprecated = ?4, feature_flag = ?5, group_name = ?6, schemas = ?7, updated_at = ?8 WHERE name = ?1",
+                        "UPDATE event_types SET description = ?2, archived = ?3, deprecated = ?4, feature_flag = ?5, group_name = ?6, schemas = ?7, updated_at = ?8, enforce_schema = ?9 WHERE name = ?1",
                         params![
                             et.name,
                             et.description,
@@ -774,7 +776,8 @@ impl Store for EmbeddedStore {
                             et.feature_flag,
                             et.group_name,
                             et.schemas.as_ref().map(|s| s.to_string()),
-                            ms(et.updated_at)
+                            ms(et.updated_at),
+                            et.enforce_schema
                         ],
                     )
                     .map_err(backend)?;

@@ -45,7 +45,7 @@ pub(crate) fn app(row: &Row<'_>) -> rusqlite::Result<Application> {
     })
 }
 
-pub(crate) const EVENT_TYPE_COLUMNS: &str = "name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at";
+pub(crate) const EVENT_TYPE_COLUMNS: &str = "name, description, archived, deprecated, feature_flag, group_name, schemas, created_at, updated_at, enforce_schema";
 
 pub(crate) fn event_type(row: &Row<'_>) -> rusqlite::Result<EventType> {
     Ok(EventType {
@@ -58,6 +58,7 @@ pub(crate) fn event_type(row: &Row<'_>) -> rusqlite::Result<EventType> {
         schemas: parse_opt(row.get(6)?),
         created_at: time(row.get(7)?),
         updated_at: time(row.get(8)?),
+        enforce_schema: row.get(9)?,
     })
 }
 

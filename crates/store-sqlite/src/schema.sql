@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS event_types (
     group_name TEXT,
     schemas TEXT,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    enforce_schema INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS endpoints (
     id TEXT PRIMARY KEY,

@@ -398,6 +398,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
          DROP TABLE deliveries_now; DROP TABLE attempts_now;
          ALTER TABLE endpoints DROP COLUMN revision;
          ALTER TABLE tokens DROP COLUMN capabilities;
+         ALTER TABLE event_types DROP COLUMN enforce_schema;
          PRAGMA user_version = 2;
          COMMIT;"
     ))

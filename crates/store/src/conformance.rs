@@ -211,6 +211,7 @@ async fn event_types(store: &dyn Store) {
         feature_flag: None,
         group_name: None,
         schemas: Some(serde_json::json!({"1": {"type": "object"}})),
+        enforce_schema: true,
         created_at: t(0),
         updated_at: t(0),
     };
@@ -238,6 +239,15 @@ async fn event_types(store: &dyn Store) {
     assert_eq!(
         store.list_event_types(&page(10), true).await.unwrap().len(),
         2
+    );
+    // Every field is kept by an update, the enforcement flag too.
+    let mut relaxed = et.clone();
+    relaxed.enforce_schema = false;
+    relaxed.updated_at = t(1);
+    store.update_event_type(relaxed.clone()).await.unwrap();
+    assert_eq!(
+        store.get_event_type("order.created").await.unwrap(),
+        Some(relaxed)
     );
     store.delete_event_type("order.deleted").await.unwrap();
     assert!(

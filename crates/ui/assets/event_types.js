@@ -58,6 +58,7 @@ function card(t, portal, reload) {
       h("h3", { class: "mono", text: t.name }),
       t.archived ? h("span", { class: "badge off", text: "Archived" }) : null,
       t.deprecated ? h("span", { class: "badge wait", text: "Deprecated" }) : null,
+      t.enforceSchema ? h("span", { class: "badge on", text: "Schema enforced" }) : null,
     ),
     h("p", { text: t.description }),
     example !== undefined
@@ -108,6 +109,7 @@ function typeDialog(t) {
     const description = h("textarea", { name: "description", rows: 2, value: t?.description || "" });
     const schemaText = h("textarea", { name: "schema", rows: 6, class: "mono", value: bare ? pretty(bare) : "" });
     const exampleText = h("textarea", { name: "example", rows: 4, class: "mono", value: example !== undefined ? pretty(example) : "" });
+    const enforce = h("input", { type: "checkbox", name: "enforce", checked: Boolean(t?.enforceSchema) });
     const parse = (label, text) => {
       if (!text.trim()) return undefined;
       try {
@@ -122,13 +124,19 @@ function typeDialog(t) {
         field("Description", description),
         field("JSON schema", schemaText, "Optional: the payload's JSON Schema."),
         field("Example payload", exampleText, "Optional: shown to subscribers and used to try filters."),
+        h(
+          "label",
+          { class: "check" },
+          enforce,
+          "Enforce the schema: refuse a publish of this type whose payload does not satisfy it (422)",
+        ),
       ],
       focus: t ? description : name,
       send: async () => {
         let s = parse("The schema", schemaText.value);
         const ex = parse("The example", exampleText.value);
         if (ex !== undefined) s = { ...(s || {}), examples: [ex] };
-        const body = { name: name.value.trim(), description: description.value, schemas: s ? { 1: s } : null, archived: false };
+        const body = { name: name.value.trim(), description: description.value, schemas: s ? { 1: s } : null, archived: false, enforceSchema: enforce.checked };
         const saved = t
           ? await call("PUT", `/api/v1/event-type/${enc(t.name)}`, body)
           : await call("POST", "/api/v1/event-type", body);

@@ -13,11 +13,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Patch;
-use crate::AppState;
 use crate::error::{ApiError, ApiResult, ValidationErrorItem};
 use crate::extract::{ValidJson, ValidPath, ValidQuery, Validate};
 use crate::list::{ListResponse, Ordering, order_of, paging};
 use crate::validate;
+use crate::{AppState, contracts};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -49,13 +49,20 @@ struct EventTypeIn {
     feature_flags: Option<Vec<String>>,
     #[serde(default)]
     group_name: Option<String>,
+    /// Herald extension: refuse a publish of this type whose payload does not satisfy the
+    /// latest schema version, with 422 (default false).
+    #[serde(default)]
+    enforce_schema: Option<bool>,
 }
 
 impl Validate for EventTypeIn {
     fn validate(&self) -> Vec<ValidationErrorItem> {
         let mut problems = Vec::new();
         validate::name(&mut problems, &["body", "name"], &self.name, 256);
-        check_schemas(&mut problems, self.schemas.as_ref());
+        problems.extend(contracts::check_schemas(
+            self.schemas.as_ref(),
+            self.enforce_schema.unwrap_or(false),
+        ));
         problems
     }
 }
@@ -78,13 +85,14 @@ struct EventTypeUpdate {
     feature_flags: Option<Vec<String>>,
     #[serde(default)]
     group_name: Option<String>,
+    /// Herald extension: see `EventTypeIn`; kept as it was when absent.
+    #[serde(default)]
+    enforce_schema: Option<bool>,
 }
 
 impl Validate for EventTypeUpdate {
     fn validate(&self) -> Vec<ValidationErrorItem> {
-        let mut problems = Vec::new();
-        check_schemas(&mut problems, self.schemas.as_ref());
-        problems
+        contracts::check_schemas(self.schemas.as_ref(), false)
     }
 }
 
@@ -106,22 +114,28 @@ struct EventTypePatch {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     group_name: Patch<String>,
+    /// Herald extension: see `EventTypeIn`.
+    #[serde(default)]
+    enforce_schema: Option<bool>,
 }
 
 impl Validate for EventTypePatch {
     fn validate(&self) -> Vec<ValidationErrorItem> {
-        let mut problems = Vec::new();
-        check_schemas(&mut problems, self.schemas.value());
-        problems
+        contracts::check_schemas(self.schemas.value(), false)
     }
 }
 
-fn check_schemas(problems: &mut Vec<ValidationErrorItem>, schemas: Option<&serde_json::Value>) {
-    if schemas.is_some_and(|s| !s.is_object()) {
-        problems.push(ValidationErrorItem::new(
-            &["body", "schemas"],
-            "must be an object of JSON schemas by version",
-        ));
+/// An event type that enforces its schema must have one (checked once a PUT or PATCH has
+/// been merged with what was stored).
+fn has_what_it_enforces(et: &EventType) -> ApiResult<()> {
+    let problems = contracts::check_schemas(et.schemas.as_ref(), et.enforce_schema)
+        .into_iter()
+        .filter(|p| p.loc.last().is_some_and(|l| l == "enforceSchema"))
+        .collect::<Vec<_>>();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(problems))
     }
 }
 
@@ -137,6 +151,8 @@ struct EventTypeOut {
     feature_flag: Option<String>,
     feature_flags: Option<Vec<String>>,
     group_name: Option<String>,
+    /// Herald extension: publishes must satisfy the latest schema version.
+    enforce_schema: bool,
     #[serde(serialize_with = "crate::time::serialize")]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::serialize")]
@@ -154,6 +170,7 @@ impl EventTypeOut {
             feature_flags: et.feature_flag.clone().map(|f| vec![f]),
             feature_flag: et.feature_flag,
             group_name: et.group_name,
+            enforce_schema: et.enforce_schema,
             created_at: et.created_at,
             updated_at: et.updated_at,
         }
@@ -235,9 +252,11 @@ async fn create_event_type(
         feature_flag: flag(body.feature_flag, body.feature_flags),
         group_name: body.group_name,
         schemas: body.schemas,
+        enforce_schema: body.enforce_schema.unwrap_or(false),
         created_at: now,
         updated_at: now,
     };
+    state.contracts.forget(&et.name);
     let stored = match state.store.get_event_type(&et.name).await? {
         Some(existing) if existing.archived => {
             et.created_at = existing.created_at;
@@ -306,9 +325,15 @@ async fn update_event_type(
         feature_flag: flag(body.feature_flag, body.feature_flags),
         group_name: body.group_name,
         schemas: body.schemas,
+        enforce_schema: body
+            .enforce_schema
+            .or(existing.as_ref().map(|e| e.enforce_schema))
+            .unwrap_or(false),
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,
     };
+    has_what_it_enforces(&et)?;
+    state.contracts.forget(&et.name);
     if existing.is_some() {
         Ok((
             StatusCode::OK,
@@ -354,7 +379,12 @@ async fn patch_event_type(
     patch.schemas.apply_opt(&mut et.schemas);
     patch.feature_flag.apply_opt(&mut et.feature_flag);
     patch.group_name.apply_opt(&mut et.group_name);
+    if let Some(enforce) = patch.enforce_schema {
+        et.enforce_schema = enforce;
+    }
+    has_what_it_enforces(&et)?;
     et.updated_at = state.clock.now();
+    state.contracts.forget(&et.name);
     Ok(Json(EventTypeOut::new(
         state.store.update_event_type(et).await?,
         true,
@@ -374,6 +404,7 @@ async fn delete_event_type(
         .get_event_type(&name)
         .await?
         .ok_or(ApiError::NotFound)?;
+    state.contracts.forget(&name);
     if query.expunge {
         state.store.delete_event_type(&name).await?;
     } else {

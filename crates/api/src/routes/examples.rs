@@ -123,6 +123,7 @@ mod tests {
             feature_flag: None,
             group_name: None,
             schemas,
+            enforce_schema: false,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }

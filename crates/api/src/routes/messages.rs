@@ -305,6 +305,10 @@ async fn create_message(
         )));
     }
     let idempotency_key = idempotency_key(&headers)?;
+    state
+        .contracts
+        .check(&*state.store, &body.event_type, body.payload.get())
+        .await?;
     let app = app_for_publish(&state, &app_id, body.application).await?;
     let ingested = state
         .dispatcher

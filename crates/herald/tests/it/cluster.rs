@@ -748,3 +748,42 @@ async fn spawn_without_token(
     .unwrap();
     ((child, addr), token, dir)
 }
+
+/// A schema enforced through one node is enforced by the others within a second.
+#[tokio::test]
+async fn a_schema_enforced_on_one_node_is_enforced_on_all() {
+    let Some((_database, nodes)) = nodes(2, &[]).await else {
+        return;
+    };
+    let app = nodes[0].app("acme").await;
+    nodes[0]
+        .post(
+            "/api/v1/event-type",
+            json!({"name": "case.closed", "description": "A case was closed",
+                   "schemas": {"1": {"type": "object", "required": ["caseId"]}}}),
+        )
+        .await;
+    let bad = json!({"eventType": "case.closed", "payload": {"note": "no case id"}});
+    let path = format!("/api/v1/app/{app}/msg");
+    // Node 2 has read the event type: not enforced, so accepted.
+    let (status, _) = nodes[1].call(Method::POST, &path, Some(bad.clone())).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = nodes[0]
+        .call(
+            Method::PATCH,
+            "/api/v1/event-type/case.closed",
+            Some(json!({"enforceSchema": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Node 1 at once; node 2 within the promised second.
+    let (status, _) = nodes[0].call(Method::POST, &path, Some(bad.clone())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, err) = nodes[1].call(Method::POST, &path, Some(bad)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(
+        err["detail"][0]["loc"],
+        json!(["body", "payload", "caseId"])
+    );
+}

@@ -6,6 +6,7 @@ mod amqp;
 mod bad_input;
 mod cli;
 mod cluster;
+mod contracts;
 mod crash;
 mod crud;
 mod delivery;

@@ -93,11 +93,26 @@ async fn standard_envelope_wraps_the_payload_and_is_what_is_signed() {
     let published =
         chrono::DateTime::parse_from_rfc3339(msg["timestamp"].as_str().unwrap()).unwrap();
     assert_eq!(created, published.timestamp());
-    assert_eq!(body.as_object().unwrap().len(), 4);
+    assert_eq!(body["entity"], serde_json::Value::Null, "no entityId: null");
+    assert_eq!(body.as_object().unwrap().len(), 5);
     assert!(
         verify(&got[0], &secret),
         "the signature covers the envelope"
     );
+
+    // With an entityId, the envelope names it, as the platforms' own envelopes do.
+    let about = herald
+        .publish(
+            &app,
+            json!({"eventType": "order.updated", "entityId": "order-77", "payload": {"id": "order-77", "status": "paid"}}),
+        )
+        .await;
+    let got = receiver.wait_for("/env", 2, WAIT).await;
+    let body = got[1].json();
+    assert_eq!(body["id"], about["id"]);
+    assert_eq!(body["entity"], "order-77");
+    assert_eq!(body["data"], json!({"id": "order-77", "status": "paid"}));
+    assert!(verify(&got[1], &secret));
 }
 
 #[tokio::test]
