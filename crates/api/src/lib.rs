@@ -31,6 +31,8 @@ use auth::BearerAuth;
 pub struct ApiConfig {
     /// Largest accepted message payload, in bytes.
     pub max_payload_bytes: usize,
+    /// Set when the node has begun shutting down: it is no longer ready.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What every handler can reach.

@@ -12,7 +12,7 @@ use crate::config::{self, Settings};
 #[derive(Debug, Parser)]
 #[command(
     name = "herald",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HERALD_COMMIT"), ")"),
     about = "Herald: a webhook delivery server that speaks the Svix API"
 )]
 pub(crate) struct Cli {

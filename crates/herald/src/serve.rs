@@ -2,6 +2,7 @@
 //! SIGINT/SIGTERM stops accepting requests, drains attempts in flight, and exits.
 
 use std::sync::Arc;
+use tower_http::normalize_path::NormalizePathLayer;
 
 use anyhow::Context;
 use dispatch::{Dispatcher, DispatcherConfig};
@@ -177,6 +178,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             operator_app: Some(settings.operator_app.clone()),
         },
     );
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let router = api::router(
         store.clone(),
         dispatcher.clone(),
@@ -184,6 +186,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         token,
         api::ApiConfig {
             max_payload_bytes: settings.max_payload_bytes,
+            draining: draining.clone(),
         },
     )
     .merge(ui::router(ui::UiConfig {
@@ -227,10 +230,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let server = axum::serve(listener, router).with_graceful_shutdown({
+    // Svix answers `/api/v1/app/` as `/api/v1/app`, and scripts written from its older docs
+    // and SDKs use both: the trailing slash goes before the route is looked up.
+    let app = tower::Layer::layer(&NormalizePathLayer::trim_trailing_slash(), router);
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    let server = axum::serve(listener, app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move {
             wait_for_signal().await;
+            draining.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("shutting down: no new requests, draining attempts in flight");
             shutdown.cancel();
         }

@@ -862,6 +862,20 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn ready(&self) -> Result<()> {
+        let client = self.client().await?;
+        let standby = row(&client, "SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(error::map)?
+            .is_some_and(|r| r.get::<_, bool>(0));
+        if standby {
+            return Err(StoreError::Unavailable(Arc::new(std::io::Error::other(
+                "the database is a read-only standby",
+            ))));
+        }
+        Ok(())
+    }
+
     async fn admin_token_digest(&self, proposed: &str) -> Result<String> {
         let client = self.client().await?;
         let kept = row(

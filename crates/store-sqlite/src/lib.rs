@@ -143,6 +143,12 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Room that must be left below `max_store_size` for the store to call itself ready: a
+/// thirty-second of it, at most 64 pages (a few publishes' worth).
+fn ready_room(max_pages: i64) -> i64 {
+    (max_pages / 32).clamp(1, 64)
+}
+
 /// The version of `schema.sql`, kept in the database's `user_version`.
 const SCHEMA_VERSION: i64 = 7;
 
@@ -1472,6 +1478,28 @@ impl Store for EmbeddedStore {
             Ok(store::Attention { failing, disabled })
         })
         .await
+    }
+
+    async fn ready(&self) -> Result<()> {
+        // Through the writer, so a stuck or dead writer shows; a transaction that writes
+        // nothing commits without touching the disk.
+        self.writer
+            .write(|conn| {
+                let pages = |pragma: &str| -> Result<i64> {
+                    conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                        .map_err(backend)
+                };
+                let used = pages("page_count")? - pages("freelist_count")?;
+                let max = pages("max_page_count")?;
+                if used + ready_room(max) >= max {
+                    return Err(StoreError::StorageFull(Arc::new(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "the store has reached max_store_size",
+                    ))));
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn admin_token_digest(&self, proposed: &str) -> Result<String> {

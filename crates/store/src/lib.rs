@@ -466,6 +466,10 @@ pub trait Store: Send + Sync + 'static {
     /// At most `limit` failing and `limit` disabled endpoints, across every application.
     async fn endpoints_needing_attention(&self, limit: usize) -> Result<Attention>;
 
+    /// Whether a publish could be stored now: `Ok`, or the error it would get
+    /// (`Unavailable`, `StorageFull`). Writes no row.
+    async fn ready(&self) -> Result<()>;
+
     /// The SHA-256 digest (lowercase hex) of the admin token every node accepts: the one
     /// kept before, or `proposed` if none was, which is kept now (the first node to start
     /// decides, whichever it is).

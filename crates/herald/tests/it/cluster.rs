@@ -514,15 +514,31 @@ async fn a_database_outage_answers_503_and_heals() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.stop();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = Instant::now();
+    // The nodes say they are not ready while the database is away.
+    let ready = |node: usize| nodes[node].call(Method::GET, "/api/v1/health/ready", None);
+    loop {
+        let (status, body) = ready(1).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["code"], "storage_unavailable", "{body}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "still ready: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(stopped.elapsed())).await;
     server.start();
-    // Accepted again after the outage, without restarting any node.
+    // Accepted again after the outage, without restarting any node, and ready again.
     let resumed = count().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while count().await < resumed + 300 {
         assert!(Instant::now() < deadline, "publishes did not succeed again");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(ready(1).await.0, StatusCode::NO_CONTENT);
     stop.store(true, Ordering::Relaxed);
     for publisher in publishers {
         publisher.await.unwrap();

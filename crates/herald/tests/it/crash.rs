@@ -215,6 +215,14 @@ async fn a_full_store_answers_507_keeps_running_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let receiver = Receiver::start().await;
     let herald = Herald::start_in(tmp.path(), &["--max-store-size", "512KiB"]).await;
+    let (status, _) = herald
+        .call(reqwest::Method::GET, "/api/v1/health/ready", None)
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::NO_CONTENT,
+        "ready while there is room"
+    );
     let app = herald.app("acme").await;
     herald
         .endpoint(&app, json!({"url": receiver.url("/full")}))
@@ -257,6 +265,16 @@ async fn a_full_store_answers_507_keeps_running_and_loses_nothing() {
         .await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
     herald.get(&format!("/api/v1/app/{app}")).await;
+    // Alive, but not ready for publishes: a load balancer sends them elsewhere.
+    let (status, _) = herald
+        .call(reqwest::Method::GET, "/api/v1/health", None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let (status, body) = herald
+        .call(reqwest::Method::GET, "/api/v1/health/ready", None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(body["code"], "storage_full");
     // Every accepted message reaches the receiver.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -493,3 +493,70 @@ async fn endpoint_writes_are_compare_and_set() {
         assert_eq!(headers["headers"][format!("x-{name}")], "1", "{headers}");
     }
 }
+
+#[tokio::test]
+async fn paths_with_a_trailing_slash_are_the_same_routes() {
+    // Svix answers them, and scripts written from its older docs and SDKs use them.
+    let herald = Herald::start().await;
+    let (status, app) = herald
+        .call(
+            Method::POST,
+            "/api/v1/app/",
+            Some(json!({"name": "Slash", "uid": "slash"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let (status, list) = herald.call(Method::GET, "/api/v1/app/?limit=5", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["data"][0]["uid"], "slash", "the query is kept: {list}");
+    let (status, got) = herald.call(Method::GET, "/api/v1/app/slash/", None).await;
+    assert_eq!((status, &got["id"]), (StatusCode::OK, &app["id"]));
+    let (status, ep) = herald
+        .call(
+            Method::POST,
+            "/api/v1/app/slash/endpoint/",
+            Some(json!({"url": "https://example.com/hook"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ep}");
+    let (status, msg) = herald
+        .call(
+            Method::POST,
+            "/api/v1/app/slash/msg/",
+            Some(json!({"eventType": "a.b", "payload": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{msg}");
+    let (status, _) = herald.call(Method::GET, "/api/v1/health/", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Authentication is the same with or without the slash.
+    let (status, _) = herald
+        .call_as(Method::GET, "/api/v1/app/", None, Some("wrong"), &[])
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = herald
+        .call(Method::DELETE, "/api/v1/app/slash/", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_version_names_the_commit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert!(text.starts_with("herald "), "{text}");
+    let commit = text
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("no commit in {text}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+}

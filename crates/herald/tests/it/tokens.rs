@@ -185,7 +185,8 @@ async fn every_route_refuses_missing_bad_expired_revoked_and_foreign_tokens() {
     let missing_app = [("app_id", "app_0000000000000000000000000000")];
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if path == "/api/v1/health" {
+        // The health checks need no token.
+        if path.starts_with("/api/v1/health") {
             continue;
         }
         for method in item.as_object().unwrap().keys() {
