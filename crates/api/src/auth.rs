@@ -93,12 +93,9 @@ impl std::fmt::Debug for AdminToken {
 /// Answers 401 unless the request carries `Authorization: Bearer <token>` with the admin
 /// token or a valid (unexpired, unrevoked) application token; an application token is
 /// then held to its application (`check_scope`).
-pub(crate) async fn require_token(
-    State(auth): State<Auth>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
+/// The bearer token of a request, if it has one.
+fn bearer(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -106,7 +103,40 @@ pub(crate) async fn require_token(
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
+        .map(str::trim)
+}
+
+/// Lets through requests with the admin token only (401 without a token or with another;
+/// 403 for an application token, which is the operator's to read).
+pub(crate) async fn require_admin(
+    State(auth): State<Auth>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(presented) = bearer(&request) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    if auth.admin.accepts(presented) {
+        return next.run(request).await;
+    }
+    if !presented.starts_with(APP_TOKEN_PREFIX) {
+        return ApiError::Unauthorized.into_response();
+    }
+    match auth.store.token_by_digest(&digest_hex(presented)).await {
+        Ok(Some(token)) if token.is_valid(auth.clock.now()) => {
+            ApiError::Forbidden("only the admin token may read this".to_owned()).into_response()
+        }
+        Ok(_) => ApiError::Unauthorized.into_response(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+pub(crate) async fn require_token(
+    State(auth): State<Auth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = bearer(&request);
     let Some(presented) = presented else {
         return ApiError::Unauthorized.into_response();
     };

@@ -9,6 +9,7 @@ mod contracts;
 mod error;
 mod extract;
 mod list;
+mod metrics;
 mod routes;
 mod scope;
 mod time;
@@ -33,6 +34,33 @@ pub struct ApiConfig {
     pub max_payload_bytes: usize,
     /// Set when the node has begun shutting down: it is no longer ready.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// `/metrics`, if served: who may read it and what renders it.
+    pub metrics: Option<Metrics>,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Requests with the admin token only (the default: the API port is often reachable
+    /// by the platform's customers, and volumes and error rates are the operator's).
+    Token,
+    /// Anyone who reaches the port (a scraper on a private network without a token).
+    Public,
+}
+
+/// `/metrics`: who may read it, and the Prometheus text of what the process recorded.
+#[derive(Clone)]
+pub struct Metrics {
+    pub access: MetricsAccess,
+    pub render: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("access", &self.access)
+            .finish()
+    }
 }
 
 /// What every handler can reach.
@@ -79,11 +107,24 @@ pub fn router(
         store: state.store.clone(),
         clock: state.clock.clone(),
     };
+    let metrics_route = config.metrics.as_ref().map(|m| {
+        let route = Router::new().route("/metrics", axum::routing::get(metrics::render));
+        match m.access {
+            MetricsAccess::Public => route,
+            MetricsAccess::Token => route.layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
+                auth::require_admin,
+            )),
+        }
+    });
     let authenticated = authenticated.layer(axum::middleware::from_fn_with_state(
         auth,
         auth::require_token,
     ));
-    let (router, doc) = public.merge(authenticated).split_for_parts();
+    let (mut router, doc) = public.merge(authenticated).split_for_parts();
+    if let Some(route) = metrics_route {
+        router = router.merge(route);
+    }
     let doc = Arc::new(doc);
     let body_limit = config.max_payload_bytes + extract::ENVELOPE_SLACK;
     router
@@ -113,12 +154,22 @@ async fn edge(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let debug = tracing::enabled!(tracing::Level::DEBUG);
-    let started = debug.then(std::time::Instant::now);
+    let started = std::time::Instant::now();
     let method = request.method().clone();
     let uri = request.uri().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
     let response = refuse_oversize(limit, request, next).await;
     error::log_server_error(&method, uri.path(), &response);
-    if let Some(started) = started {
+    metrics::record_request(
+        &method,
+        route.as_ref().map(|r| r.as_str()),
+        response.status(),
+        started.elapsed(),
+    );
+    if debug {
         tracing::debug!(
             %method,
             path = uri.path(),

@@ -16,6 +16,7 @@ use transport::Transports;
 
 use crate::fanout::CompiledRules;
 use crate::health::Health;
+use crate::meters::Meters;
 use crate::queues::{Limits, Queues};
 use crate::schedule::RetryPolicy;
 use crate::worker::Recorded;
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) records_rx: Mutex<Option<mpsc::UnboundedReceiver<Recorded>>>,
     /// Writes the store refused because this node's lease was no longer current.
     stale_writes: AtomicU64,
+    /// What `/metrics` shows of deliveries.
+    pub(crate) meters: Meters,
 }
 
 impl Dispatcher {
@@ -115,6 +118,7 @@ impl Dispatcher {
                 tasks: TaskTracker::new(),
                 health: Health::default(),
                 stale_writes: AtomicU64::new(0),
+                meters: Meters::new(),
             }),
         }
     }
@@ -133,6 +137,11 @@ impl Dispatcher {
     /// start because another lease had replaced this node's.
     pub fn stale_writes(&self) -> u64 {
         self.shared.stale_writes.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries held in this node's memory (queued or in flight), and those in flight.
+    pub fn in_memory(&self) -> (usize, usize) {
+        self.shared.lock().counts()
     }
 }
 
@@ -162,6 +171,7 @@ impl Shared {
             );
         }
         self.stale_writes.fetch_add(n, Ordering::Relaxed);
+        self.meters.stale_writes.increment(n);
     }
 
     /// Stops holding a delivery whose attempt is recorded (or abandoned to its lease),

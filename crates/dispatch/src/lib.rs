@@ -13,6 +13,7 @@ mod fanout;
 mod health;
 mod ingest;
 mod leases;
+mod meters;
 mod operational;
 mod queues;
 mod record;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::dispatcher::{Dispatcher, Shared};
 use crate::ingest::Publish;
+use crate::meters::Meters;
 
 impl Shared {
     /// Disables `endpoint` (failing since `since`, for `reason`: `failing` or `gone`),
@@ -22,7 +23,7 @@ impl Shared {
         self: &Arc<Self>,
         endpoint: &Endpoint,
         since: DateTime<Utc>,
-        reason: &str,
+        reason: &'static str,
     ) {
         match self
             .store
@@ -30,6 +31,7 @@ impl Shared {
             .await
         {
             Ok(true) => {
+                Meters::disabled(reason);
                 tracing::info!(
                     app_id = %endpoint.app_id,
                     endpoint_id = %endpoint.id,

@@ -143,6 +143,11 @@ impl Queues {
         }
     }
 
+    /// Deliveries held (queued or in flight), and those in flight.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.held.len(), self.in_flight)
+    }
+
     /// Slots promised to ingests, and deliveries held plus promised, counted by endpoint.
     #[cfg(test)]
     pub(crate) fn promised(&self) -> (usize, usize) {

@@ -361,6 +361,9 @@ impl Shared {
             now,
             rand::random(),
         );
+        let since_publish = (now - job.message.created_at).to_std().unwrap_or_default();
+        self.meters
+            .attempted(&outcome, &step, job.trigger, since_publish);
         let url = model::destination::masked_url(&endpoint.url);
         let record = attempt_record(&job, &url, &outcome, &step, now);
         // Announced once the record is applied (a stale one is not).

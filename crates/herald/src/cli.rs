@@ -58,6 +58,10 @@ pub(crate) struct ServeArgs {
     /// commits on power loss (not on a crash) [default: full].
     #[arg(long, env = "HERALD_SYNC")]
     pub(crate) sync: Option<String>,
+    /// Who may read `/metrics` (Prometheus' text format): `token` (with the admin token as
+    /// a bearer header), `public` (anyone who reaches the port), `off` [default: token].
+    #[arg(long, env = "HERALD_METRICS")]
+    pub(crate) metrics: Option<String>,
     /// Cap on the embedded database's size, e.g. `10GiB`; beyond it publishes answer 507
     /// (nothing stored) instead of filling the disk [default: none].
     #[arg(long, env = "HERALD_MAX_STORE_SIZE")]

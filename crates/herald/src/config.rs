@@ -21,6 +21,8 @@ pub(crate) struct Settings {
     pub(crate) database: Option<Database>,
     pub(crate) admin_token: Option<String>,
     pub(crate) sync_full: bool,
+    /// Who may read `/metrics`: `None` when it is off.
+    pub(crate) metrics: Option<api::MetricsAccess>,
     pub(crate) max_store_bytes: Option<u64>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) retry: RetryPolicy,
@@ -75,6 +77,7 @@ const KEYS: &[&str] = &[
     "database_max_connections",
     "admin_token",
     "sync",
+    "metrics",
     "max_store_size",
     "max_payload_bytes",
     "retry_schedule",
@@ -155,6 +158,12 @@ impl Settings {
             "full" => true,
             "normal" => false,
             other => bail!("sync: `{other}` is not one of `full`, `normal`"),
+        };
+        let metrics = match raw("metrics", &args.metrics).as_deref().unwrap_or("token") {
+            "token" => Some(api::MetricsAccess::Token),
+            "public" => Some(api::MetricsAccess::Public),
+            "off" => None,
+            other => bail!("metrics: `{other}` is not one of `token`, `public`, `off`"),
         };
         let max_store_bytes = raw("max_store_size", &args.max_store_size)
             .map(|text| {
@@ -240,6 +249,7 @@ impl Settings {
                 .clone()
                 .or_else(|| file.get("admin_token").cloned()),
             sync_full,
+            metrics,
             max_store_bytes,
             max_payload_bytes: positive(
                 "max_payload_bytes",

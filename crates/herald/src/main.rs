@@ -1,9 +1,11 @@
 //! The `herald` binary: parses the command line, sets up logging and the runtime, and
 //! runs a command. `cli.rs` has the commands, `config.rs` turns flags, environment and
-//! `herald.toml` into typed settings, `serve.rs` wires the pipeline and handles shutdown.
+//! `herald.toml` into typed settings, `serve.rs` wires the pipeline and handles shutdown,
+//! `metrics.rs` installs the metrics recorder.
 
 mod cli;
 mod config;
+mod metrics;
 mod serve;
 
 use clap::Parser;

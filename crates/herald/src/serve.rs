@@ -134,6 +134,17 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // First: what counts (the dispatcher's meters) registers with the recorder as it is made.
+    let metrics = settings
+        .metrics
+        .map(|access| -> anyhow::Result<api::Metrics> {
+            let handle = crate::metrics::install()?;
+            Ok(api::Metrics {
+                access,
+                render: Arc::new(move || handle.render()),
+            })
+        })
+        .transpose()?;
     let store = open_store(&settings).await?;
     let token = admin_token(&settings, &*store).await?;
     let node = NodeId::generate();
@@ -187,6 +198,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         api::ApiConfig {
             max_payload_bytes: settings.max_payload_bytes,
             draining: draining.clone(),
+            metrics,
         },
     )
     .merge(ui::router(ui::UiConfig {

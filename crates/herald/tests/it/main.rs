@@ -15,6 +15,7 @@ mod entities;
 mod faults;
 mod filters;
 mod https;
+mod metrics;
 mod operational;
 mod subscriptions;
 mod support;

@@ -1,0 +1,100 @@
+//! `GET /metrics`: what the process recorded, in Prometheus' text format, with the
+//! figures read when scraped (deliveries in this node's memory) set first. Who may read it
+//! is `MetricsAccess` (the admin token by default). The HTTP figures are counted by
+//! `record_request`, called for every API request by the `edge` middleware.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics::{counter, gauge, histogram};
+
+use crate::AppState;
+
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    let Some(metrics) = &state.config.metrics else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (held, in_flight) = state.dispatcher.in_memory();
+    gauge!("herald_deliveries_held").set(held as f64);
+    gauge!("herald_deliveries_in_flight").set(in_flight as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        (metrics.render)(),
+    )
+        .into_response()
+}
+
+/// The route a publish goes to, as its `MatchedPath`.
+const PUBLISH: &str = "/api/v1/app/{app_id}/msg";
+
+/// Counts one API request by its route (the matched pattern, never the path itself, so
+/// ids do not become labels), method and status, with its duration; a publish also counts
+/// as a message accepted or refused, by why.
+pub(crate) fn record_request(
+    method: &Method,
+    route: Option<&str>,
+    status: StatusCode,
+    took: Duration,
+) {
+    let route = route.unwrap_or("unmatched").to_owned();
+    let method = method.as_str().to_owned();
+    histogram!("herald_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+        .record(took.as_secs_f64());
+    if method == "POST" && route == PUBLISH {
+        match refusal(status) {
+            None => counter!("herald_messages_accepted_total").increment(1),
+            Some(reason) => {
+                counter!("herald_messages_refused_total", "reason" => reason).increment(1)
+            }
+        }
+    }
+    counter!("herald_http_requests_total", "method" => method, "route" => route, "status" => status.as_str().to_owned())
+        .increment(1);
+}
+
+/// Why a publish answered with `status` was refused; `None` if it was accepted.
+fn refusal(status: StatusCode) -> Option<&'static str> {
+    if status.is_success() {
+        return None;
+    }
+    Some(match status.as_u16() {
+        400 | 422 => "invalid",
+        401 | 403 => "unauthorized",
+        404 => "not_found",
+        409 => "conflict",
+        413 => "too_large",
+        503 => "unavailable",
+        507 => "storage_full",
+        _ => "error",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_named_by_its_status() {
+        let table = [
+            (202, None),
+            (200, None),
+            (422, Some("invalid")),
+            (400, Some("invalid")),
+            (401, Some("unauthorized")),
+            (404, Some("not_found")),
+            (409, Some("conflict")),
+            (413, Some("too_large")),
+            (503, Some("unavailable")),
+            (507, Some("storage_full")),
+            (500, Some("error")),
+        ];
+        for (code, want) in table {
+            assert_eq!(refusal(StatusCode::from_u16(code).unwrap()), want, "{code}");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `/metrics` through the binary: who may read it, and that a publish and an attempt move
+//! the counters and histograms they should, with no tenant's ids among the labels.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{Herald, Receiver, TOKEN, WAIT, http_client};
+
+/// The value of the series `name{labels…}` in Prometheus text, if present.
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|line| {
+            let (series, _) = line.rsplit_once(' ').unwrap_or((line, ""));
+            let bare = series.split('{').next().unwrap_or("");
+            bare == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit_once(' ')?.1.parse().ok())
+}
+
+async fn scrape(herald: &Herald, token: Option<&str>) -> (StatusCode, String) {
+    let mut request = http_client().get(herald.url("/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// Scrapes until `done` holds for the text (the recorder sees an attempt once it ran).
+async fn scrape_until(herald: &Herald, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, text) = scrape(herald, Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::OK);
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics never showed it:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn publishes_and_attempts_move_the_counters_and_histograms() {
+    let herald = Herald::start_with(&["--retry-schedule", "1h"]).await;
+    let receiver = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.set_status(500);
+    let app = herald.app("metered").await;
+    herald
+        .endpoint(
+            &app,
+            json!({"url": receiver.url("/ok"), "filterTypes": ["a.ok"]}),
+        )
+        .await;
+    herald
+        .endpoint(
+            &app,
+            json!({"url": failing.url("/bad"), "filterTypes": ["a.bad"]}),
+        )
+        .await;
+
+    let (status, text) = scrape(&herald, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        value(&text, "herald_messages_accepted_total", &[]),
+        None,
+        "nothing yet:\n{text}"
+    );
+    assert!(text.contains("herald_build_info{"), "{text}");
+
+    herald
+        .publish(&app, json!({"eventType": "a.ok", "payload": {"n": 1}}))
+        .await;
+    receiver.wait_for("/ok", 1, WAIT).await;
+    herald
+        .publish(&app, json!({"eventType": "a.bad", "payload": {"n": 2}}))
+        .await;
+    failing.wait_for("/bad", 1, WAIT).await;
+    let (status, _) = herald
+        .call(
+            Method::POST,
+            &format!("/api/v1/app/{app}/msg"),
+            Some(json!({"eventType": "bad type!", "payload": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let text = scrape_until(&herald, |t| {
+        value(t, "herald_retries_scheduled_total", &[]) == Some(1.0)
+            && value(t, "herald_attempts_total", &[("outcome", "success")]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        value(&text, "herald_messages_accepted_total", &[]),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "herald_messages_refused_total",
+            &[("reason", "invalid")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "herald_attempts_total",
+            &[("outcome", "failure"), ("error_kind", "status")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "herald_attempt_duration_seconds_count", &[]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&text, "herald_delivery_latency_seconds_count", &[]),
+        Some(1.0)
+    );
+    assert!(
+        value(
+            &text,
+            "herald_attempt_duration_seconds_bucket",
+            &[("le", "+Inf")]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        value(
+            &text,
+            "herald_http_requests_total",
+            &[
+                ("method", "POST"),
+                ("route", "/api/v1/app/{app_id}/msg"),
+                ("status", "202")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert!(value(&text, "herald_deliveries_held", &[]).is_some());
+    // Routes, never paths: no application id in any label.
+    assert!(!text.contains(&app), "{text}");
+}
+
+#[tokio::test]
+async fn who_may_read_the_metrics_is_a_setting() {
+    // The default: the admin token only.
+    let herald = Herald::start().await;
+    let app = herald.app("tenant").await;
+    let tenant = herald
+        .post(&format!("/api/v1/auth/app-portal-access/{app}"), json!({}))
+        .await;
+    assert_eq!(scrape(&herald, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        scrape(&herald, Some("wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let tenant_token = tenant["token"].as_str().unwrap();
+    assert_eq!(
+        scrape(&herald, Some(tenant_token)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, text) = scrape(&herald, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("herald_build_info"));
+    drop(herald);
+
+    let public = Herald::start_with(&["--metrics", "public"]).await;
+    assert_eq!(scrape(&public, None).await.0, StatusCode::OK);
+    drop(public);
+    let off = Herald::start_with(&["--metrics", "off"]).await;
+    assert_eq!(scrape(&off, Some(TOKEN)).await.0, StatusCode::NOT_FOUND);
+}
