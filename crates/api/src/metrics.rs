@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
 
 use crate::AppState;
@@ -16,9 +17,25 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let Some(metrics) = &state.config.metrics else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let now = state.clock.now();
     let (held, in_flight) = state.dispatcher.in_memory();
     gauge!("herald_deliveries_held").set(held as f64);
     gauge!("herald_deliveries_in_flight").set(in_flight as f64);
+    let mut oldest_due = state.dispatcher.oldest_queued_due();
+    match state.store.figures(now).await {
+        Ok(figures) => {
+            gauge!("herald_deliveries_pending").set(figures.pending as f64);
+            gauge!("herald_deliveries_waiting").set(figures.waiting_due as f64);
+            gauge!("herald_store_size_bytes").set(figures.size_bytes as f64);
+            oldest_due = oldest_due
+                .into_iter()
+                .chain(figures.oldest_waiting_due)
+                .min();
+        }
+        // The rest still renders: an unreachable store is what an operator then wants to see.
+        Err(err) => tracing::warn!(error = %err, "reading the store's figures for /metrics failed"),
+    }
+    gauge!("herald_backlog_seconds").set(backlog_seconds(oldest_due, now));
     (
         [(
             header::CONTENT_TYPE,
@@ -27,6 +44,14 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         (metrics.render)(),
     )
         .into_response()
+}
+
+/// How long the longest-waiting due delivery has waited, in seconds: one queued on this
+/// node, or one due in the store that no node holds. 0 when nothing waits.
+fn backlog_seconds(oldest_due: Option<DateTime<Utc>>, now: DateTime<Utc>) -> f64 {
+    oldest_due.map_or(0.0, |due| {
+        ((now - due).num_milliseconds().max(0) as f64) / 1000.0
+    })
 }
 
 /// The route a publish goes to, as its `MatchedPath`.
@@ -77,6 +102,21 @@ fn refusal(status: StatusCode) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backlog_is_the_wait_of_the_oldest_due() {
+        let now = DateTime::from_timestamp(1_000, 0).unwrap();
+        let at = |s| DateTime::from_timestamp(s, 0);
+        let table = [
+            (None, 0.0),
+            (at(1_000), 0.0),
+            (at(990), 10.0),
+            (at(1_005), 0.0),
+        ];
+        for (due, want) in table {
+            assert_eq!(backlog_seconds(due, now), want, "{due:?}");
+        }
+    }
 
     #[test]
     fn a_refusal_is_named_by_its_status() {

@@ -143,6 +143,11 @@ impl Dispatcher {
     pub fn in_memory(&self) -> (usize, usize) {
         self.shared.lock().counts()
     }
+
+    /// When the delivery waiting longest in this node's queues (not in flight) became due.
+    pub fn oldest_queued_due(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.shared.lock().oldest_queued_due()
+    }
 }
 
 impl Shared {

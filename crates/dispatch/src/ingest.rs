@@ -191,6 +191,7 @@ impl Dispatcher {
                             trigger: Trigger::Scheduled,
                             generation: FIRST_GENERATION,
                             lease_until: lease_end,
+                            due: now,
                         });
                     shared.enqueue(jobs, reservation.endpoints());
                 }

@@ -29,6 +29,9 @@ pub(crate) struct Job {
     pub(crate) generation: u64,
     /// When the lease ends, as far as this node knows (it renews it while it waits).
     pub(crate) lease_until: DateTime<Utc>,
+    /// When the delivery became due: its publish, its retry's time, or the end of a lease
+    /// that ran out. How long it waits in a queue is the backlog `/metrics` shows.
+    pub(crate) due: DateTime<Utc>,
 }
 
 impl Job {
@@ -141,6 +144,15 @@ impl Queues {
             self.reserved -= 1;
             self.untake(endpoint);
         }
+    }
+
+    /// When the longest-waiting queued delivery (not in flight) became due.
+    pub(crate) fn oldest_queued_due(&self) -> Option<DateTime<Utc>> {
+        self.by_endpoint
+            .values()
+            .flat_map(|q| q.jobs.iter())
+            .map(|job| job.due)
+            .min()
     }
 
     /// Deliveries held (queued or in flight), and those in flight.

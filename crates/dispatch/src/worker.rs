@@ -222,6 +222,7 @@ impl Shared {
                     .or_insert_with(|| Arc::new(message))
                     .clone();
                 Job {
+                    due: delivery.next_attempt_at.unwrap_or(now),
                     delivery_id: delivery.id,
                     endpoint_id: delivery.endpoint_id,
                     message,

@@ -862,6 +862,29 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn figures(&self, now: DateTime<Utc>) -> Result<store::StoreFigures> {
+        let client = self.client().await?;
+        let found = row(
+            &client,
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 1 AND leased = 1) \
+                  + (SELECT COUNT(*) FROM deliveries WHERE status = 1 AND leased = 0), \
+                    w.n, w.oldest, pg_database_size(current_database()) \
+             FROM (SELECT COUNT(*) AS n, MIN(next_attempt_at) AS oldest FROM deliveries \
+                   WHERE status = 1 AND leased = 0 AND next_attempt_at <= $1) w",
+            &[&ms(now)],
+        )
+        .await
+        .map_err(error::map)?
+        .ok_or_else(|| error::backend_msg("no figures"))?;
+        let count = |i: usize| -> u64 { found.get::<_, i64>(i).max(0) as u64 };
+        Ok(store::StoreFigures {
+            pending: count(0),
+            waiting_due: count(1),
+            oldest_waiting_due: found.get::<_, Option<i64>>(2).map(rows::time).transpose()?,
+            size_bytes: count(3),
+        })
+    }
+
     async fn ready(&self) -> Result<()> {
         let client = self.client().await?;
         let standby = row(&client, "SELECT pg_is_in_recovery()", &[])

@@ -1480,6 +1480,36 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn figures(&self, now: DateTime<Utc>) -> Result<store::StoreFigures> {
+        self.read(move |conn| {
+            // Counted on the two partial indexes of pending deliveries (leased, waiting).
+            let pending: i64 = conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 1 AND leased = 1) \
+                      + (SELECT COUNT(*) FROM deliveries WHERE status = 1 AND leased = 0)",
+                [],
+                |r| r.get(0),
+            )?;
+            let (waiting, oldest): (i64, Option<i64>) = conn.query_row(
+                "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries \
+                 WHERE status = 1 AND leased = 0 AND next_attempt_at <= ?1",
+                [ms(now)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let size: i64 = conn.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(store::StoreFigures {
+                pending: pending.max(0) as u64,
+                waiting_due: waiting.max(0) as u64,
+                oldest_waiting_due: oldest.map(rows::time),
+                size_bytes: size.max(0) as u64,
+            })
+        })
+        .await
+    }
+
     async fn ready(&self) -> Result<()> {
         // Through the writer, so a stuck or dead writer shows; a transaction that writes
         // nothing commits without touching the disk.

@@ -47,6 +47,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     failure_streaks_are_shared(&*store).await;
     throttles_are_shared(&*store).await;
     endpoint_updates_are_compare_and_set(&*store).await;
+    figures(&*store).await;
 }
 
 pub fn t(seconds: i64) -> DateTime<Utc> {
@@ -1161,6 +1162,22 @@ async fn needing_attention(store: &dyn Store) {
 
 /// An app with one endpoint and `n` messages to it, each with one delivery due at t(10),
 /// not leased.
+/// The figures `/metrics` shows count pending and waiting deliveries (measured as the
+/// change the new ones make: earlier cases left deliveries behind).
+async fn figures(store: &dyn Store) {
+    let before = store.figures(t(100)).await.unwrap();
+    assert!(before.size_bytes > 0);
+    due_deliveries(store, 3).await;
+    let after = store.figures(t(100)).await.unwrap();
+    assert_eq!(after.pending, before.pending + 3);
+    assert_eq!(after.waiting_due, before.waiting_due + 3);
+    assert!(after.oldest_waiting_due.is_some_and(|d| d <= t(10)));
+    // Not yet due at an earlier `now`.
+    let earlier = store.figures(t(5)).await.unwrap();
+    assert_eq!(earlier.pending, after.pending);
+    assert!(earlier.waiting_due < after.waiting_due);
+}
+
 async fn due_deliveries(store: &dyn Store, n: usize) -> (AppId, Endpoint, Vec<Message>) {
     let a = store.create_app(app(None)).await.unwrap();
     let e = store

@@ -285,6 +285,19 @@ pub struct Attention {
     pub disabled: Vec<Endpoint>,
 }
 
+/// What `/metrics` shows of the store, across every node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreFigures {
+    /// Deliveries not finished: due or scheduled, held by a node or not.
+    pub pending: u64,
+    /// Deliveries due and held by no node (waiting for a poll).
+    pub waiting_due: u64,
+    /// When the longest-waiting of those became due.
+    pub oldest_waiting_due: Option<DateTime<Utc>>,
+    /// The store's size on disk, in bytes.
+    pub size_bytes: u64,
+}
+
 /// Deliveries of an endpoint counted by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusCounts {
@@ -465,6 +478,9 @@ pub trait Store: Send + Sync + 'static {
     async fn failing_endpoints(&self) -> Result<Vec<(EndpointId, DateTime<Utc>)>>;
     /// At most `limit` failing and `limit` disabled endpoints, across every application.
     async fn endpoints_needing_attention(&self, limit: usize) -> Result<Attention>;
+
+    /// The store's figures for `/metrics`, with "due" meaning at or before `now`.
+    async fn figures(&self, now: DateTime<Utc>) -> Result<StoreFigures>;
 
     /// Whether a publish could be stored now: `Ok`, or the error it would get
     /// (`Unavailable`, `StorageFull`). Writes no row.

@@ -34,6 +34,7 @@ fn job(endpoint: &EndpointId, generation: u64) -> Job {
         trigger: Trigger::Scheduled,
         generation,
         lease_until: Utc.timestamp_opt(1_700_000_100, 0).unwrap(),
+        due: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
     }
 }
 

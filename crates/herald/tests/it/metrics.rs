@@ -183,3 +183,57 @@ async fn who_may_read_the_metrics_is_a_setting() {
     let off = Herald::start_with(&["--metrics", "off"]).await;
     assert_eq!(scrape(&off, Some(TOKEN)).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_backlog_grows_while_a_receiver_stalls_and_falls_to_zero_after() {
+    // One request at a time to the endpoint: what waits behind a stalled one is backlog.
+    let herald = Herald::start_with(&["--max-in-flight-per-endpoint", "1"]).await;
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_secs(3));
+    let app = herald.app("stalled").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/slow")}))
+        .await;
+    for n in 0..4 {
+        herald
+            .publish(&app, json!({"eventType": "a.b", "payload": {"n": n}}))
+            .await;
+    }
+    let text = scrape_until(&herald, |t| {
+        value(t, "herald_backlog_seconds", &[]).is_some_and(|s| s >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        value(&text, "herald_deliveries_in_flight", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "herald_deliveries_held", &[]),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "herald_deliveries_pending", &[]),
+        Some(4.0),
+        "{text}"
+    );
+    assert!(value(&text, "herald_store_size_bytes", &[]).is_some_and(|b| b > 0.0));
+    // The receiver recovers: everything is delivered and nothing waits.
+    receiver.set_delay(Duration::ZERO);
+    receiver.wait_for("/slow", 4, WAIT).await;
+    let text = scrape_until(&herald, |t| {
+        value(t, "herald_deliveries_pending", &[]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        value(&text, "herald_backlog_seconds", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "herald_deliveries_held", &[]),
+        Some(0.0),
+        "{text}"
+    );
+}
