@@ -104,6 +104,11 @@ async fn write_groups(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    // `/metrics`: how long each group took to write and commit, and its size.
+    let meters = Meters {
+        commit_seconds: metrics::histogram!("herald_store_commit_seconds", "store" => "postgres"),
+        group_size: metrics::histogram!("herald_store_group_size", "store" => "postgres"),
+    };
     let mut in_flight = FuturesUnordered::new();
     let mut waiting = std::collections::VecDeque::new();
     let mut open = true;
@@ -111,7 +116,11 @@ async fn write_groups(
         while starts_group(in_flight.len(), waiting.len(), open) {
             let group: Vec<Pending> = waiting.drain(..waiting.len().min(MAX_GROUP)).collect();
             written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            in_flight.push(write(pool.clone(), group));
+            meters.group_size.record(group.len() as f64);
+            in_flight.push(timed(
+                meters.commit_seconds.clone(),
+                write(pool.clone(), group),
+            ));
         }
         tokio::select! {
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
@@ -126,6 +135,18 @@ async fn write_groups(
             },
         }
     }
+}
+
+struct Meters {
+    commit_seconds: metrics::Histogram,
+    group_size: metrics::Histogram,
+}
+
+/// Runs `write`, recording how long it took.
+async fn timed(took: metrics::Histogram, write: impl std::future::Future<Output = ()>) {
+    let started = std::time::Instant::now();
+    write.await;
+    took.record(started.elapsed().as_secs_f64());
 }
 
 /// Whether the writer starts a group now, with `in_flight` groups being written and

@@ -150,6 +150,29 @@ async fn publishes_and_attempts_move_the_counters_and_histograms() {
         Some(2.0)
     );
     assert!(value(&text, "herald_deliveries_held", &[]).is_some());
+    // The store's commits: each group's time and size.
+    let commits = value(
+        &text,
+        "herald_store_commit_seconds_count",
+        &[("store", "embedded")],
+    );
+    assert!(commits.is_some_and(|n| n >= 3.0), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "herald_store_group_size_count",
+            &[("store", "embedded")]
+        ),
+        commits
+    );
+    assert!(
+        value(
+            &text,
+            "herald_store_group_size_bucket",
+            &[("store", "embedded"), ("le", "1")]
+        )
+        .is_some()
+    );
     // Routes, never paths: no application id in any label.
     assert!(!text.contains(&app), "{text}");
 }
@@ -236,4 +259,36 @@ async fn the_backlog_grows_while_a_receiver_stalls_and_falls_to_zero_after() {
         Some(0.0),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn on_postgresql_the_store_figures_are_the_databases() {
+    let Some(database) = crate::support::fresh_database().await else {
+        return;
+    };
+    let herald = Herald::start_on(&database, &[]).await;
+    let receiver = Receiver::start().await;
+    let app = herald.app("pg").await;
+    herald
+        .endpoint(&app, json!({"url": receiver.url("/pg")}))
+        .await;
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {}}))
+        .await;
+    receiver.wait_for("/pg", 1, WAIT).await;
+    let text = scrape_until(&herald, |t| {
+        value(t, "herald_attempts_total", &[("outcome", "success")]) == Some(1.0)
+    })
+    .await;
+    assert!(
+        value(
+            &text,
+            "herald_store_commit_seconds_count",
+            &[("store", "postgres")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(value(&text, "herald_store_size_bytes", &[]).is_some_and(|b| b > 1_000_000.0));
+    assert!(value(&text, "herald_deliveries_pending", &[]).is_some());
 }
