@@ -17,6 +17,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+if ! command -v promtool >/dev/null; then
+  echo "== installing promtool (Debian's prometheus), which checks the alert rules"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 start_rabbitmq
 start_postgres
 trap 'stop_postgres; stop_rabbitmq' EXIT

@@ -107,6 +107,9 @@ pub fn router(
         store: state.store.clone(),
         clock: state.clock.clone(),
     };
+    if config.metrics.is_some() {
+        metrics::register();
+    }
     let metrics_route = config.metrics.as_ref().map(|m| {
         let route = Router::new().route("/metrics", axum::routing::get(metrics::render));
         match m.access {

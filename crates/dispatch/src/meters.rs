@@ -10,6 +10,9 @@ use model::{ErrorKind, Outcome, Trigger};
 
 use crate::schedule::NextStep;
 
+/// Why Herald disables an endpoint (`Meters::disabled`).
+const DISABLED_FOR: [&str; 2] = ["failing", "gone"];
+
 /// Every error kind, in the order of `Meters::failed`.
 const KINDS: [ErrorKind; 8] = [
     ErrorKind::Status,
@@ -34,6 +37,10 @@ pub(crate) struct Meters {
 
 impl Meters {
     pub(crate) fn new() -> Self {
+        // Shown from the start (at 0), so dashboards and alerts find them before it happens.
+        for reason in DISABLED_FOR {
+            counter!("herald_endpoints_disabled_total", "reason" => reason).absolute(0);
+        }
         let attempts = "herald_attempts_total";
         Self {
             delivered: counter!(attempts, "outcome" => "success", "error_kind" => "none"),

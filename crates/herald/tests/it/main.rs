@@ -16,6 +16,7 @@ mod faults;
 mod filters;
 mod https;
 mod metrics;
+mod monitoring;
 mod operational;
 mod subscriptions;
 mod support;
