@@ -26,6 +26,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print the admin token kept in the data directory.
     Token(TokenArgs),
+    /// Copy a data directory's embedded store, consistently, while Herald runs on it.
+    Backup(BackupArgs),
     /// Print the OpenAPI document of the API.
     Openapi,
 }
@@ -167,6 +169,18 @@ struct TokenArgs {
     data_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// A new directory for the copy: a data directory `herald serve --data-dir` starts on.
+    path: PathBuf,
+    /// The data directory to copy [default: ./herald-data].
+    #[arg(long, env = "HERALD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Set when Herald runs on PostgreSQL, whose data this command does not copy.
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true, hide = true)]
+    database_url: Option<String>,
+}
+
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
@@ -186,6 +200,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Backup(args) => crate::backup::run(
+            &args.data_dir.unwrap_or_else(config::default_data_dir),
+            &args.path,
+            args.database_url.is_some(),
+        ),
         Command::Openapi => {
             let doc = api::openapi();
             println!(

@@ -501,7 +501,7 @@ pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-const TOKEN_FILE: &str = "admin-token";
+pub(crate) const TOKEN_FILE: &str = "admin-token";
 
 /// The admin token kept in the data directory, if any.
 pub(crate) fn stored_token(data_dir: &Path) -> anyhow::Result<Option<String>> {

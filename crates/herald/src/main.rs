@@ -1,8 +1,9 @@
 //! The `herald` binary: parses the command line, sets up logging and the runtime, and
 //! runs a command. `cli.rs` has the commands, `config.rs` turns flags, environment and
 //! `herald.toml` into typed settings, `serve.rs` wires the pipeline and handles shutdown,
-//! `metrics.rs` installs the metrics recorder.
+//! `metrics.rs` installs the metrics recorder, `backup.rs` copies a running embedded store.
 
+mod backup;
 mod cli;
 mod config;
 mod metrics;

@@ -4,8 +4,11 @@
 //! Durability: with `synchronous = FULL` (the default) a write returns only after its
 //! group's commit reached the disk, so a 2xx from ingest means the message is stored.
 
+mod backup;
 mod rows;
 mod writer;
+
+pub use backup::{BackupReport, backup};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

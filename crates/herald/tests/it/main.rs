@@ -3,6 +3,7 @@
 //! HTTP API. `support.rs` has the harness.
 
 mod amqp;
+mod backup;
 mod bad_input;
 mod cli;
 mod cluster;
