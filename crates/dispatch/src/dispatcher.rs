@@ -162,14 +162,16 @@ impl Shared {
     pub(crate) fn refused_as_stale<'a>(
         &self,
         what: &'static str,
-        deliveries: impl IntoIterator<Item = (&'a DeliveryId, u64)>,
+        deliveries: impl IntoIterator<Item = (&'a DeliveryId, &'a store::LeasedDelivery)>,
     ) {
         let mut n = 0;
-        for (id, generation) in deliveries {
+        for (id, lease) in deliveries {
             n += 1;
             tracing::warn!(
+                msg_id = %lease.msg_id,
+                endpoint_id = %lease.endpoint_id,
                 delivery_id = %id,
-                generation,
+                generation = lease.generation,
                 node = %self.config.node,
                 what,
                 "lease lost: the store refused this node's write (another lease replaced it, or the delivery was deleted)"

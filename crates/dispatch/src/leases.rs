@@ -44,11 +44,14 @@ impl Shared {
                 return;
             }
         };
+        self.refused_as_stale(
+            "renewing",
+            lost.iter().map(|i| (&queued[*i].0, &queued[*i].1)),
+        );
         let lost: HashMap<_, _> = lost
             .into_iter()
             .map(|i| (queued[i].0.clone(), queued[i].1.generation))
             .collect();
-        self.refused_as_stale("renewing", lost.iter().map(|(id, g)| (id, *g)));
         let renewed: HashMap<_, _> = queued
             .iter()
             .filter(|(id, _)| !lost.contains_key(id))
@@ -79,11 +82,12 @@ impl Shared {
                 !needs_renewal(until, self.clock.now(), self.config.lease)
             }
             Ok(_) => {
-                self.refused_as_stale("renewing", [(&job.delivery_id, job.generation)]);
+                let lease = job.lease();
+                self.refused_as_stale("renewing", [(&job.delivery_id, &lease)]);
                 false
             }
             Err(err) => {
-                tracing::warn!(error = %err, delivery_id = %job.delivery_id, "renewing a lease before its attempt failed; the delivery is attempted after its lease");
+                tracing::warn!(error = %err, msg_id = %job.message.id, endpoint_id = %job.endpoint_id, delivery_id = %job.delivery_id, "renewing a lease before its attempt failed; the delivery is attempted after its lease");
                 false
             }
         }

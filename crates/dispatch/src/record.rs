@@ -68,7 +68,15 @@ impl Shared {
     async fn write_records(self: &Arc<Self>, batch: Vec<Recorded>) {
         let ids: Vec<_> = batch
             .iter()
-            .map(|r| (r.record.attempt.delivery_id.clone(), r.record.generation))
+            .map(|r| {
+                let a = &r.record.attempt;
+                let lease = store::LeasedDelivery {
+                    msg_id: a.msg_id.clone(),
+                    endpoint_id: a.endpoint_id.clone(),
+                    generation: r.record.generation,
+                };
+                (a.delivery_id.clone(), lease)
+            })
             .collect();
         let (records, exhausted): (Vec<AttemptRecord>, Vec<Option<Arc<model::Message>>>) =
             batch.into_iter().map(|r| (r.record, r.exhausted)).unzip();
@@ -81,7 +89,7 @@ impl Shared {
             .collect();
         match self.store.record_attempts(self.config.node, records).await {
             Ok(stale) => {
-                self.refused_as_stale("recording", stale.iter().map(|i| (&ids[*i].0, ids[*i].1)));
+                self.refused_as_stale("recording", stale.iter().map(|i| (&ids[*i].0, &ids[*i].1)));
                 for (i, message, attempt) in announce {
                     if !stale.contains(&i) {
                         self.attempts_exhausted(&attempt.endpoint_id, &message, &attempt);

@@ -295,7 +295,7 @@ impl Shared {
             Ok(endpoints) => endpoints,
             Err(err) => {
                 // The delivery stays leased and is retried after its lease.
-                tracing::error!(error = %err, delivery_id = %job.delivery_id, "loading the endpoint failed");
+                tracing::error!(error = %err, msg_id = %job.message.id, endpoint_id = %job.endpoint_id, delivery_id = %job.delivery_id, "loading the endpoint failed");
                 return;
             }
         };
@@ -312,7 +312,7 @@ impl Shared {
                 // The endpoint was deleted, and its deliveries with it.
                 Ok(None) => return,
                 Err(err) => {
-                    tracing::error!(error = %err, delivery_id = %job.delivery_id, "loading the endpoint failed");
+                    tracing::error!(error = %err, msg_id = %job.message.id, endpoint_id = %job.endpoint_id, delivery_id = %job.delivery_id, "loading the endpoint failed");
                     return;
                 }
             },
@@ -367,6 +367,16 @@ impl Shared {
             .attempted(&outcome, &step, job.trigger, since_publish);
         let url = model::destination::masked_url(&endpoint.url);
         let record = attempt_record(&job, &url, &outcome, &step, now);
+        tracing::debug!(
+            msg_id = %job.message.id,
+            endpoint_id = %endpoint.id,
+            attempt_id = %record.attempt.id,
+            delivery_id = %job.delivery_id,
+            status = outcome.status_code,
+            error_kind = outcome.error.map(|e| e.as_str()),
+            ms = outcome.duration.as_millis() as u64,
+            "attempt"
+        );
         // Announced once the record is applied (a stale one is not).
         let exhausted =
             (step == NextStep::Failed && !endpoint.disabled).then(|| job.message.clone());
@@ -485,9 +495,7 @@ impl Shared {
             {
                 Ok(stale) => self.refused_as_stale(
                     "releasing",
-                    stale
-                        .iter()
-                        .map(|i| (&queued[*i].delivery_id, queued[*i].generation)),
+                    stale.iter().map(|i| (&queued[*i].delivery_id, &leases[*i])),
                 ),
                 Err(err) => {
                     tracing::warn!(error = %err, "releasing queued deliveries failed; they stay leased until their lease ends")

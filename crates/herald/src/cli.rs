@@ -159,6 +159,9 @@ pub(crate) struct ServeArgs {
     /// Log filter, e.g. `info` or `herald=debug,info` [default: info].
     #[arg(long, env = "HERALD_LOG")]
     pub(crate) log: Option<String>,
+    /// `text` for people, `json` (one object a line) for log pipelines [default: text].
+    #[arg(long, env = "HERALD_LOG_FORMAT")]
+    pub(crate) log_format: Option<String>,
 }
 
 #[derive(Debug, Args)]

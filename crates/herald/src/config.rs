@@ -46,6 +46,8 @@ pub(crate) struct Settings {
     /// CA certificates trusted for HTTPS receivers and `amqps` brokers besides the system's.
     pub(crate) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub(crate) log: String,
+    /// One JSON object a log line, instead of text.
+    pub(crate) log_json: bool,
 }
 
 /// Where a PostgreSQL store is. The URL may hold a password: it is never logged
@@ -102,6 +104,7 @@ const KEYS: &[&str] = &[
     "https_only",
     "tls_ca_file",
     "log",
+    "log_format",
 ];
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -334,6 +337,14 @@ impl Settings {
                 None => Vec::new(),
             },
             log: raw("log", &args.log).unwrap_or_else(|| "info".into()),
+            log_json: match raw("log_format", &args.log_format)
+                .as_deref()
+                .unwrap_or("text")
+            {
+                "text" => false,
+                "json" => true,
+                other => bail!("log_format: `{other}` is not one of `text`, `json`"),
+            },
         })
     }
 }

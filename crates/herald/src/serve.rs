@@ -23,13 +23,18 @@ pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
     if !filter.contains("lapin") {
         filter.push_str(",lapin=off");
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter)
-                .with_context(|| format!("log: `{}` is not a valid filter", settings.log))?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .with_context(|| format!("log: `{}` is not a valid filter", settings.log))?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if settings.log_json {
+        // One object a line: `timestamp`, `level`, `target`, `fields` (the message and
+        // the ids it names), for log pipelines.
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("herald")

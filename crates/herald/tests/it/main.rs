@@ -16,6 +16,7 @@ mod entities;
 mod faults;
 mod filters;
 mod https;
+mod logs;
 mod metrics;
 mod monitoring;
 mod operational;
