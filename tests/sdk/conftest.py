@@ -51,8 +51,32 @@ class Receiver:
         return got
 
 
-@pytest.fixture
-def herald():
+@pytest.fixture(params=["paths as the SDK writes them", "paths with a trailing slash"])
+def herald(request, monkeypatch):
+    """Every SDK test runs twice: as the SDK calls, and with a trailing slash on every path
+    (as scripts written from older Svix docs and SDKs call), which Svix answers too."""
+    if request.param.endswith("trailing slash"):
+        from svix.api import common
+
+        original = common.ApiBase._get_httpx_kwargs
+        slashed_urls = []
+
+        def slashed(self, *args, **kwargs):
+            httpx_kwargs = original(self, *args, **kwargs)
+            if not httpx_kwargs["url"].endswith("/"):
+                httpx_kwargs["url"] += "/"
+            slashed_urls.append(httpx_kwargs["url"])
+            return httpx_kwargs
+
+        monkeypatch.setattr(common.ApiBase, "_get_httpx_kwargs", slashed)
+        yield from run_herald()
+        # The SDK's calls did go through the slashed paths.
+        assert slashed_urls and all(u.endswith("/") for u in slashed_urls)
+        return
+    yield from run_herald()
+
+
+def run_herald():
     binary = os.environ.get("HERALD_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/herald"))
     data_dir = tempfile.mkdtemp(prefix="herald-sdk-")
     proc = subprocess.Popen(
