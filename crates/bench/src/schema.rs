@@ -18,26 +18,12 @@ use crate::scenarios::{progress, scaled, targets};
 /// Rounds of each kind, alternating (free, enforced, free, …).
 const ROUNDS: usize = 3;
 
-/// The business process schema the `contracts` tests use.
+/// The business process schema the `contracts` tests use (tests/fixtures).
 fn schema() -> serde_json::Value {
-    json!({
-        "type": "object",
-        "required": ["id", "partnerId", "merchantId", "customerId", "status", "expiresAt", "actions", "addresses"],
-        "properties": {
-            "id": {"type": "string"},
-            "blueprintName": {"type": "string"},
-            "partnerId": {"type": "string"},
-            "merchantId": {"type": "string"},
-            "customerId": {"type": "string"},
-            "status": {"enum": ["pending", "in_progress", "completed", "failed"]},
-            "statusReason": {"enum": ["expired", "cancelled", "rejected"]},
-            "expiresAt": {"type": "string"},
-            "version": {"type": "number"},
-            "actions": {"type": "array", "items": {"type": "object"}},
-            "addresses": {"type": "array", "items": {"type": "object", "required": ["type", "value"],
-                "properties": {"type": {"enum": ["email", "phone"]}, "value": {"type": "string"}}}}
-        }
-    })
+    serde_json::from_str(include_str!(
+        "../../../tests/fixtures/business-process.schema.json"
+    ))
+    .expect("the fixture is JSON")
 }
 
 /// Publish `i` of `event_type`: a valid business process, different each time.

@@ -8,34 +8,13 @@ use serde_json::{Value, json};
 
 use crate::support::{Herald, Receiver, WAIT};
 
+/// The schema of a business-process webhook, written from the fields a platform documents
+/// (shared with the benchmark's `schema` scenario).
 fn business_process_schema() -> Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["id", "partnerId", "merchantId", "customerId", "status", "expiresAt", "actions", "addresses"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "blueprintName": {"type": "string"},
-            "partnerId": {"type": "string"},
-            "merchantId": {"type": "string"},
-            "customerId": {"type": "string"},
-            "status": {"enum": ["pending", "in_progress", "completed", "failed"]},
-            "statusReason": {"enum": ["expired", "cancelled", "rejected"]},
-            "expiresAt": {"type": "string", "format": "date-time"},
-            "version": {"type": "number"},
-            "agentAddress": {"type": "string"},
-            "closedAt": {"type": "string"},
-            "actions": {"type": "array", "items": {"type": "object"}},
-            "addresses": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["type", "value"],
-                    "properties": {"type": {"enum": ["email", "phone"]}, "value": {"type": "string"}}
-                }
-            }
-        }
-    })
+    serde_json::from_str(include_str!(
+        "../../../../tests/fixtures/business-process.schema.json"
+    ))
+    .unwrap()
 }
 
 fn valid() -> Value {

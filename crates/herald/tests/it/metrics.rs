@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::support::{Herald, Receiver, TOKEN, WAIT, http_client};
 
 /// The value of the series `name{labels…}` in Prometheus text, if present.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|line| {
@@ -33,7 +33,7 @@ async fn scrape(herald: &Herald, token: Option<&str>) -> (StatusCode, String) {
 }
 
 /// Scrapes until `done` holds for the text (the recorder sees an attempt once it ran).
-async fn scrape_until(herald: &Herald, done: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn scrape_until(herald: &Herald, done: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (status, text) = scrape(herald, Some(TOKEN)).await;

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Herald, Receiver, TOKEN, WAIT, http_client};
+use crate::metrics::{scrape_until, value};
+use crate::support::{Herald, Receiver, WAIT};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/monitoring");
 
@@ -52,28 +53,15 @@ async fn exported() -> HashSet<String> {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = http_client()
-            .get(herald.url("/metrics"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        // Both attempts recorded, so every histogram has been observed.
-        if text.contains("herald_retries_scheduled_total 1") {
-            return text
-                .lines()
-                .filter(|l| !l.starts_with('#') && !l.is_empty())
-                .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
-                .collect();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Both attempts recorded, so every histogram has been observed.
+    let text = scrape_until(&herald, |t| {
+        value(t, "herald_retries_scheduled_total", &[]) == Some(1.0)
+    })
+    .await;
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test]
