@@ -232,6 +232,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(routes::messages::router())
         .merge(routes::attempts::router())
         .merge(routes::examples::router())
+        .merge(routes::expunge::router())
         .merge(routes::endpoint_health::router())
         .merge(routes::attention::router())
         .merge(routes::auth::router());

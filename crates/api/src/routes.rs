@@ -8,6 +8,7 @@ pub(crate) mod endpoint_health;
 pub(crate) mod endpoints;
 pub(crate) mod event_types;
 pub(crate) mod examples;
+pub(crate) mod expunge;
 pub(crate) mod health;
 pub(crate) mod messages;
 

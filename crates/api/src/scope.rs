@@ -26,6 +26,10 @@ pub(crate) fn app_route(
             "rotate endpoint secrets",
         ),
         (&Method::POST, ["endpoint", _, "filter", "test"]) => (&[ViewBase], "try filters"),
+        (&Method::DELETE, ["msg", _, "content"])
+        | (&Method::DELETE, ["msg", _, "attempt", _, "content"]) => {
+            (&[ManageEndpoint], "expunge what was sent or answered")
+        }
         (&Method::POST, ["endpoint", _, "send-example"]) => {
             (&[ManageEndpoint, CreateAttempts], "send test events")
         }
@@ -77,6 +81,9 @@ mod tests {
             (Method::POST, "endpoint/e1/secret/rotate", rotate, true),
             (Method::POST, "endpoint/e1/filter/test", view, true),
             (Method::POST, "endpoint/e1/send-example", view, false),
+            (Method::DELETE, "msg/m1/content", replay, false),
+            (Method::DELETE, "msg/m1/content", manage, true),
+            (Method::DELETE, "msg/m1/attempt/a1/content", view, false),
             (Method::POST, "endpoint/e1/send-example", replay, true),
             (Method::POST, "endpoint/e1/send-example", manage, true),
             (Method::POST, "endpoint", view, false),

@@ -673,6 +673,7 @@ impl Store for PostgresStore {
         endpoint: &EndpointId,
         now: DateTime<Utc>,
     ) -> Result<Delivery> {
+        self.not_expunged(app, msg).await?;
         let delivery = self.resend_one(app, msg, endpoint, now).await?;
         self.announce(wake::Topic::Work);
         Ok(delivery)
@@ -860,6 +861,55 @@ impl Store for PostgresStore {
             })?,
             disabled: all(&disabled, rows::endpoint)?,
         })
+    }
+
+    async fn expunge_content(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(error::map)?;
+        let changed = execute(
+            &tx,
+            "UPDATE messages SET payload = '{}', expunged = TRUE WHERE app_id = $1 AND id = $2",
+            &[&app.as_str(), &msg.as_str()],
+        )
+        .await
+        .map_err(error::map)?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        execute(
+            &tx,
+            "UPDATE deliveries SET status = 2, leased = 0, lease_owner = NULL, next_attempt_at = NULL, updated_at = $2 \
+             WHERE msg_id = $1 AND status = 1",
+            &[&msg.as_str(), &ms(now)],
+        )
+        .await
+        .map_err(error::map)?;
+        tx.commit().await.map_err(error::map)
+    }
+
+    async fn expunge_response(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        attempt: &AttemptId,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        let changed = execute(
+            &client,
+            "UPDATE attempts SET response = '' WHERE msg_id = $1 AND id = $2 AND app_id = $3",
+            &[&msg.as_str(), &attempt.as_str(), &app.as_str()],
+        )
+        .await
+        .map_err(error::map)?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn figures(&self, now: DateTime<Utc>) -> Result<store::StoreFigures> {

@@ -58,6 +58,24 @@ impl PostgresStore {
         }
     }
 
+    /// Refuses (`Conflict`) a resend of a message whose payload was expunged.
+    pub(crate) async fn not_expunged(&self, app: &AppId, msg: &MessageId) -> Result<()> {
+        let client = self.client().await?;
+        let found = row(
+            &client,
+            "SELECT expunged FROM messages WHERE app_id = $1 AND id = $2",
+            &[&app.as_str(), &msg.as_str()],
+        )
+        .await
+        .map_err(error::map)?;
+        if found.is_some_and(|r| r.get::<_, bool>(0)) {
+            return Err(StoreError::Conflict(
+                "the message's payload was expunged: it cannot be sent again".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn recover_failed(
         &self,
         app: &AppId,
@@ -88,6 +106,7 @@ impl PostgresStore {
                          FROM chunk c \
                          WHERE d.endpoint_id = $2 AND d.msg_id = c.msg_id AND d.app_id = $1 AND d.status = 2 \
                            AND d.created_at >= $3 AND d.created_at < $4 \
+                           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.app_id = $1 AND m.id = d.msg_id AND m.expunged) \
                          RETURNING 1 \
                      ) \
                      SELECT (SELECT count(*) FROM chunk), (SELECT max(msg_id) FROM chunk), (SELECT count(*) FROM recovered)",

@@ -146,6 +146,9 @@ fn open_reader(config: &EmbeddedConfig) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Why a message whose payload was expunged is not sent again.
+const EXPUNGED: &str = "the message's payload was expunged: it cannot be sent again";
+
 /// Room that must be left below `max_store_size` for the store to call itself ready: a
 /// thirty-second of it, at most 64 pages (a few publishes' worth).
 fn ready_room(max_pages: i64) -> i64 {
@@ -153,7 +156,7 @@ fn ready_room(max_pages: i64) -> i64 {
 }
 
 /// The version of `schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
@@ -164,6 +167,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrate_4_to_5.sql")),
     (5, include_str!("migrate_5_to_6.sql")),
     (6, include_str!("migrate_6_to_7.sql")),
+    (7, include_str!("migrate_7_to_8.sql")),
 ];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
@@ -1262,6 +1266,16 @@ impl Store for EmbeddedStore {
                 if !exists {
                     return Err(StoreError::NotFound);
                 }
+                let expunged: bool = conn
+                    .query_row(
+                        "SELECT expunged FROM messages WHERE id = ?1 AND app_id = ?2",
+                        [msg.as_str(), app.as_str()],
+                        |row| row.get(0),
+                    )
+                    .map_err(backend)?;
+                if expunged {
+                    return Err(StoreError::Conflict(EXPUNGED.to_owned()));
+                }
                 conn.execute(
                     "INSERT INTO deliveries (id, msg_id, app_id, endpoint_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, 0, 1, ?5, ?5)
                      ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, attempts = 0, trigger = 1, updated_at = ?5,
@@ -1319,7 +1333,8 @@ impl Store for EmbeddedStore {
                         .prepare_cached(
                             "UPDATE deliveries SET status = 1, attempts = 0, next_attempt_at = ?5, leased = 0, trigger = 1, updated_at = ?5
                              WHERE endpoint_id = ?2 AND msg_id > ?6 AND msg_id <= ?7
-                               AND app_id = ?1 AND status = 2 AND created_at >= ?3 AND created_at < ?4",
+                               AND app_id = ?1 AND status = 2 AND created_at >= ?3 AND created_at < ?4
+                               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.app_id = ?1 AND m.id = deliveries.msg_id AND m.expunged = 1)",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
@@ -1481,6 +1496,58 @@ impl Store for EmbeddedStore {
             Ok(store::Attention { failing, disabled })
         })
         .await
+    }
+
+    async fn expunge_content(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (app, msg) = (app.clone(), msg.clone());
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE messages SET payload = '{}', expunged = 1 WHERE app_id = ?1 AND id = ?2",
+                        [app.as_str(), msg.as_str()],
+                    )
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                conn.execute(
+                    "UPDATE deliveries SET status = 2, leased = 0, lease_owner = NULL, next_attempt_at = NULL, updated_at = ?2 \
+                     WHERE msg_id = ?1 AND status = 1",
+                    params![msg.as_str(), ms(now)],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn expunge_response(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        attempt: &AttemptId,
+    ) -> Result<()> {
+        let (app, msg, attempt) = (app.clone(), msg.clone(), attempt.clone());
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE attempts SET response = '' WHERE msg_id = ?1 AND id = ?2 AND app_id = ?3",
+                        [msg.as_str(), attempt.as_str(), app.as_str()],
+                    )
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn figures(&self, now: DateTime<Utc>) -> Result<store::StoreFigures> {

@@ -68,8 +68,11 @@ CREATE TABLE IF NOT EXISTS messages (
     entity_deleted INTEGER NOT NULL DEFAULT 0,
     -- The message whose payload was the entity's snapshot when this one was accepted
     -- (its payload is not copied: an entity's updates would store each payload twice).
-    previous_id TEXT
+    previous_id TEXT,
+    expunged INTEGER NOT NULL DEFAULT 0
 );
+-- `expunged`: the message's payload was expunged; it is `{}`, and the message is never
+-- sent again.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
 -- Each entity's snapshot: the last message published about it (its payload is the

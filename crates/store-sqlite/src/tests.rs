@@ -399,6 +399,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
          ALTER TABLE endpoints DROP COLUMN revision;
          ALTER TABLE tokens DROP COLUMN capabilities;
          ALTER TABLE event_types DROP COLUMN enforce_schema;
+         ALTER TABLE messages DROP COLUMN expunged;
          PRAGMA user_version = 2;
          COMMIT;"
     ))

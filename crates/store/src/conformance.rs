@@ -48,6 +48,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     throttles_are_shared(&*store).await;
     endpoint_updates_are_compare_and_set(&*store).await;
     figures(&*store).await;
+    expunged_content(&*store).await;
 }
 
 pub fn t(seconds: i64) -> DateTime<Utc> {
@@ -1176,6 +1177,77 @@ async fn figures(store: &dyn Store) {
     let earlier = store.figures(t(5)).await.unwrap();
     assert_eq!(earlier.pending, after.pending);
     assert!(earlier.waiting_due < after.waiting_due);
+}
+
+/// An expunged payload is `{}`, its pending deliveries fail, and it is never sent again;
+/// an attempt's response can be emptied.
+async fn expunged_content(store: &dyn Store) {
+    let (app_id, e, messages) = due_deliveries(store, 2).await;
+    let (gone, kept) = (&messages[0], &messages[1]);
+    // An attempt of the kept one, to empty its response.
+    let due = store
+        .lease_due(LeaseRequest::new(NODE_A, t(10), t(40), 1000))
+        .await
+        .unwrap()
+        .due;
+    let kept_due = due
+        .iter()
+        .find(|d| d.delivery.msg_id == kept.id)
+        .expect("the kept message's delivery is due");
+    let record = record(kept_due, Status::Fail, t(11));
+    let attempt_id = record.attempt.id.clone();
+    store.record_attempts(NODE_A, vec![record]).await.unwrap();
+
+    store
+        .expunge_content(&app_id, &gone.id, t(50))
+        .await
+        .unwrap();
+    let got = store
+        .get_message(&app_id, gone.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*got.payload, "{}");
+    let still = store
+        .get_message(&app_id, kept.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.payload, kept.payload, "only that message");
+    assert!(matches!(
+        store.resend(&app_id, &gone.id, &e.id, t(60)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Its failed delivery is not recovered; the kept one's is (it failed too, and is due
+    // again at its retry, so recover makes it due now).
+    assert_eq!(
+        store
+            .recover(&app_id, &e.id, t(0), None, t(70))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(matches!(
+        store
+            .expunge_content(&app_id, &MessageId::generate(), t(50))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    store
+        .expunge_response(&app_id, &kept.id, &attempt_id)
+        .await
+        .unwrap();
+    let attempt = store
+        .get_attempt(&app_id, &kept.id, &attempt_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt.response, "");
+    assert!(matches!(
+        store.expunge_response(&app_id, &gone.id, &attempt_id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn due_deliveries(store: &dyn Store, n: usize) -> (AppId, Endpoint, Vec<Message>) {

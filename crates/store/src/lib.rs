@@ -479,6 +479,19 @@ pub trait Store: Send + Sync + 'static {
     /// At most `limit` failing and `limit` disabled endpoints, across every application.
     async fn endpoints_needing_attention(&self, limit: usize) -> Result<Attention>;
 
+    /// Expunges a message's payload (it becomes `{}`) and fails its pending deliveries: the
+    /// message is never sent again (`resend` answers `Conflict`, `recover` skips it).
+    /// `NotFound` if `app` has no such message.
+    async fn expunge_content(&self, app: &AppId, msg: &MessageId, now: DateTime<Utc>)
+    -> Result<()>;
+    /// Empties the response body recorded with an attempt. `NotFound` if there is none.
+    async fn expunge_response(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        attempt: &AttemptId,
+    ) -> Result<()>;
+
     /// The store's figures for `/metrics`, with "due" meaning at or before `now`.
     async fn figures(&self, now: DateTime<Utc>) -> Result<StoreFigures>;
 

@@ -727,3 +727,76 @@ async fn the_health_of_a_page_of_endpoints_comes_in_one_call() {
         assert_eq!(body["detail"][0]["loc"], json!(["query", "endpoint_id"]));
     }
 }
+
+#[tokio::test]
+async fn an_expunged_payload_is_gone_and_never_sent_again() {
+    let herald = Herald::start_with(&["--retry-schedule", "1h"]).await;
+    let receiver = Receiver::start().await;
+    receiver.set_status(500);
+    let app = herald.app("careful").await;
+    let ep = herald
+        .endpoint(&app, json!({"url": receiver.url("/oops")}))
+        .await;
+    let msg = herald
+        .publish(
+            &app,
+            json!({"eventType": "a.b", "eventId": "leak-1", "payload": {"card": "4111 1111 1111 1111"}}),
+        )
+        .await;
+    let attempts = herald.msg_attempts(&app, &msg, 1).await;
+    let attempt = attempts["data"][0]["id"].as_str().unwrap().to_owned();
+    let msg_id = msg["id"].as_str().unwrap();
+    let ep_id = ep["id"].as_str().unwrap();
+
+    // The receiver's answer, then the payload (by eventId, as Svix allows).
+    let path = format!("/api/v1/app/{app}/msg/{msg_id}/attempt/{attempt}/content");
+    let (status, _) = herald.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let got = herald
+        .get(&format!("/api/v1/app/{app}/msg/{msg_id}/attempt/{attempt}"))
+        .await;
+    assert_eq!(got["response"], "");
+    let (status, _) = herald
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/app/{app}/msg/leak-1/content"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let got = herald.get(&format!("/api/v1/app/{app}/msg/{msg_id}")).await;
+    assert_eq!(got["payload"], json!({}));
+    // Its pending retry failed, and it cannot be resent.
+    let deliveries = herald
+        .get(&format!("/api/v1/app/{app}/msg/{msg_id}/endpoint"))
+        .await;
+    assert_eq!(deliveries["data"][0]["status"], 2, "{deliveries}");
+    receiver.set_status(200);
+    let (status, err) = herald
+        .call(
+            Method::POST,
+            &format!("/api/v1/app/{app}/msg/{msg_id}/endpoint/{ep_id}/resend"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert!(
+        err["detail"].as_str().unwrap().contains("expunged"),
+        "{err}"
+    );
+    // Unknown ids are 404.
+    let (status, _) = herald
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/app/{app}/msg/msg_nope/content"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nothing more reached the receiver: a later message is the next thing it sees.
+    let later = herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {"n": 2}}))
+        .await;
+    let got = receiver.wait_for("/oops", 2, WAIT).await;
+    assert_eq!(got[1].header("webhook-id"), later["id"].as_str().unwrap());
+}
