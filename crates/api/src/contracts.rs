@@ -25,6 +25,9 @@ use crate::error::{ApiError, ApiResult, ValidationErrorItem};
 const FRESH: Duration = Duration::from_secs(1);
 /// At most this many violations are reported for one payload.
 const MOST: usize = 10;
+/// At most this many event types are remembered; past it the memory starts again (a
+/// publisher inventing event-type names must not grow it without end).
+const REMEMBERED: usize = 10_000;
 
 /// The compiled contracts of the event types this node has seen published.
 #[derive(Default)]
@@ -90,7 +93,11 @@ impl Contracts {
             (None, Some(et)) => enforced(&et),
             (None, None) => None,
         };
-        self.lock().insert(
+        let mut known = self.lock();
+        if known.len() >= REMEMBERED && !known.contains_key(event_type) {
+            known.clear();
+        }
+        known.insert(
             event_type.to_owned(),
             Known {
                 read_at,

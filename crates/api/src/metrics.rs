@@ -70,7 +70,7 @@ struct Handles {
     publish: Option<Counter>,
 }
 
-type HandleMap = HashMap<(Method, u16), HashMap<Box<str>, Handles>>;
+type HandleMap = HashMap<(&'static str, u16), HashMap<Box<str>, Handles>>;
 
 static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
 
@@ -84,10 +84,9 @@ pub(crate) fn record_request(
     took: Duration,
 ) {
     let route = route.unwrap_or("unmatched");
+    let method = method_label(method);
     let mut handles = HANDLES.lock().unwrap_or_else(|p| p.into_inner());
-    let by_route = handles
-        .entry((method.clone(), status.as_u16()))
-        .or_default();
+    let by_route = handles.entry((method, status.as_u16())).or_default();
     if !by_route.contains_key(route) {
         by_route.insert(route.into(), handles_for(method, route, status));
     }
@@ -99,9 +98,21 @@ pub(crate) fn record_request(
     }
 }
 
-fn handles_for(method: &Method, route: &str, status: StatusCode) -> Handles {
-    let (m, r) = (method.as_str().to_owned(), route.to_owned());
-    let publish = (method == Method::POST && route == PUBLISH).then(|| match refusal(status) {
+/// A method as a label: any token is a method to HTTP, so others than the standard ones
+/// are `other` (a client cannot invent series).
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [&str; 8] = [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
+}
+
+fn handles_for(method: &'static str, route: &str, status: StatusCode) -> Handles {
+    let (m, r) = (method.to_owned(), route.to_owned());
+    let publish = (method == "POST" && route == PUBLISH).then(|| match refusal(status) {
         None => counter!("herald_messages_accepted_total"),
         Some(reason) => counter!("herald_messages_refused_total", "reason" => reason),
     });
@@ -152,6 +163,20 @@ fn refusal(status: StatusCode) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_ones_are_one_label() {
+        let table = [
+            ("GET", "GET"),
+            ("PATCH", "PATCH"),
+            ("BREW", "other"),
+            ("get", "other"),
+        ];
+        for (method, want) in table {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), want);
+        }
+    }
 
     #[test]
     fn the_backlog_is_the_wait_of_the_oldest_due() {
