@@ -2,6 +2,7 @@
 and a real receiver."""
 
 import json
+import time
 
 from playwright.sync_api import expect
 
@@ -92,6 +93,13 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     screenshot(page, "console-webhooks")
 
     # The morning check, across applications: the failing webhook, since when, and why.
+    # (Herald marks the streak just after recording the attempt: the screen is opened once
+    # the API shows it, as a person would look again.)
+    for _ in range(100):
+        failing = herald.ok("GET", "/api/v1/endpoint-health")["failing"]
+        if failing and failing[0]["lastFailure"]:
+            break
+        time.sleep(0.05)
     menu(page, "Failing endpoints").click()
     failing = page.get_by_role("region", name="Failing now")
     expect(failing.get_by_role("row")).to_have_count(2)
@@ -113,6 +121,10 @@ def test_an_operator_manages_webhooks_and_deliveries(herald, receiver, page):
     expect(page.locator("section.delivery tr.attempt")).to_have_count(2)
     expect(page.locator("section.delivery")).to_contain_text("Succeeded")
     expect(page.locator("section.delivery .heading .badge")).to_have_text("Delivered")
+    for _ in range(100):
+        if not herald.ok("GET", "/api/v1/endpoint-health")["failing"]:
+            break
+        time.sleep(0.05)
     menu(page, "Failing endpoints").click()
     expect(page.get_by_role("region", name="Failing now")).to_contain_text("No endpoint is failing.")
     menu(page, "Applications").click()

@@ -45,9 +45,11 @@ async fn a_failing_endpoint_is_disabled_and_the_operator_is_told() {
         )
         .await;
     // The operator's morning check lists it as failing, with why, across applications.
+    // (The streak is marked as the attempt's record is written: both are waited for.)
     let seen = herald
         .until("/api/v1/endpoint-health", WAIT, |b| {
             b["failing"].as_array().is_some_and(|f| !f.is_empty())
+                && !b["failing"][0]["lastFailure"].is_null()
         })
         .await;
     let item = &seen["failing"][0];
