@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::config::TOKEN_FILE;
+use crate::config::{TOKEN_FILE, write_private};
 
 pub(crate) fn run(data_dir: &Path, to: &Path, on_postgres: bool) -> anyhow::Result<()> {
     if on_postgres {
@@ -34,7 +34,9 @@ pub(crate) fn run(data_dir: &Path, to: &Path, on_postgres: bool) -> anyhow::Resu
         .with_context(|| format!("copying {}", database.display()))?;
     let token = data_dir.join(TOKEN_FILE);
     if token.exists() {
-        copy_private(&token, &to.join(TOKEN_FILE))?;
+        let secret =
+            std::fs::read(&token).with_context(|| format!("reading {}", token.display()))?;
+        write_private(&to.join(TOKEN_FILE), &secret)?;
     }
     println!(
         "Backed up {} to {}: {} bytes, {} deliveries pending. Start Herald on the copy with \
@@ -46,17 +48,4 @@ pub(crate) fn run(data_dir: &Path, to: &Path, on_postgres: bool) -> anyhow::Resu
         to.display()
     );
     Ok(())
-}
-
-/// Copies a secret, readable by its owner only.
-fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(to)
-        .with_context(|| format!("creating {}", to.display()))?;
-    std::io::Write::write_all(&mut file, &text).with_context(|| format!("writing {}", to.display()))
 }

@@ -533,23 +533,27 @@ pub(crate) fn new_token() -> String {
     )
 }
 
-/// Makes a new admin token and keeps it in the data directory, readable by the owner only.
-pub(crate) fn generate_token(data_dir: &Path) -> anyhow::Result<String> {
+/// Writes a secret to a new file, readable by its owner only, and syncs it.
+pub(crate) fn write_private(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let token = new_token();
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let path = data_dir.join(TOKEN_FILE);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(token.as_bytes())
+    file.write_all(secret)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Makes a new admin token and keeps it in the data directory, readable by the owner only.
+pub(crate) fn generate_token(data_dir: &Path) -> anyhow::Result<String> {
+    let token = new_token();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    write_private(&data_dir.join(TOKEN_FILE), token.as_bytes())?;
     Ok(token)
 }
 
