@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Transaction};
 use model::{EntityRef, Message};
-use store::{Deliveries, FIRST_GENERATION, Inserted, NewDelivery, NewMessage, Result, StoreError};
+use store::{Deliveries, FIRST_GENERATION, Inserted, NewDelivery, NewMessage, Result};
 
 use crate::PostgresStore;
 use crate::error::{self, backend_msg};
@@ -115,12 +115,29 @@ async fn claim_key(tx: &Transaction<'_>, message: &Message, key: &str) -> Result
         .map_err(error::map)?;
         if let Some(earlier) = earlier {
             let id: String = get(&earlier, 0)?;
-            return match get_message_in(tx, app, &id).await? {
-                Some(message) => Ok(Some(message)),
-                None => Err(StoreError::NotFound),
-            };
+            if let Some(message) = get_message_in(tx, app, &id).await? {
+                return Ok(Some(message));
+            }
+            // The key's message is past retention: the key is free again.
+            let claimed = execute(
+                tx,
+                "UPDATE idempotency_keys SET msg_id = $3, created_at = $4 \
+                 WHERE app_id = $1 AND key = $2 AND msg_id = $5",
+                &[
+                    &app,
+                    &key,
+                    &message.id.as_str(),
+                    &ms(message.created_at),
+                    &id,
+                ],
+            )
+            .await
+            .map_err(error::map)?;
+            if claimed == 1 {
+                return Ok(None);
+            }
         }
-        // The key was pruned meanwhile: claim it again.
+        // The key was pruned or claimed again meanwhile: try again.
     }
     Err(backend_msg(
         "an idempotency key kept appearing and vanishing; try again",

@@ -18,6 +18,7 @@ mod group;
 mod ingest;
 mod leases;
 mod migrate;
+mod purge;
 mod query;
 mod redrive;
 mod rows;
@@ -720,6 +721,10 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(error::map)
+    }
+
+    async fn purge_messages(&self, request: store::PurgeRequest) -> Result<store::Purged> {
+        self.purge(request).await
     }
 
     async fn throttle_slot(

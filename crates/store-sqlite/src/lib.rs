@@ -5,6 +5,7 @@
 //! group's commit reached the disk, so a 2xx from ingest means the message is stored.
 
 mod backup;
+mod purge;
 mod rows;
 mod writer;
 
@@ -156,7 +157,7 @@ fn ready_room(max_pages: i64) -> i64 {
 }
 
 /// The version of `schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
@@ -168,6 +169,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrate_5_to_6.sql")),
     (6, include_str!("migrate_6_to_7.sql")),
     (7, include_str!("migrate_7_to_8.sql")),
+    (8, include_str!("migrate_8_to_9.sql")),
 ];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
@@ -1020,14 +1022,15 @@ impl Store for EmbeddedStore {
                         )
                         .and_then(|mut s| s.query_row([app, key], |r| r.get(0)).optional())
                         .map_err(backend)?;
-                    if let Some(earlier) = earlier {
-                        let message = get_message_in(conn, app, &earlier)
-                            .map_err(backend)?
-                            .ok_or(StoreError::NotFound)?;
+                    if let Some(earlier) = &earlier
+                        && let Some(message) =
+                            get_message_in(conn, app, earlier).map_err(backend)?
+                    {
                         return Ok(Inserted::Existing(Box::new(message)));
                     }
+                    // A key whose message is past retention is free again.
                     conn.prepare_cached(
-                        "INSERT INTO idempotency_keys (app_id, key, msg_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT OR REPLACE INTO idempotency_keys (app_id, key, msg_id, created_at) VALUES (?1, ?2, ?3, ?4)",
                     )
                     .and_then(|mut s| s.execute(params![app, key, message.id.as_str(), ms(message.created_at)]))
                     .map_err(backend)?;
@@ -1699,6 +1702,12 @@ impl Store for EmbeddedStore {
                     .map_err(backend)?;
                 Ok(n as u64)
             })
+            .await
+    }
+
+    async fn purge_messages(&self, request: store::PurgeRequest) -> Result<store::Purged> {
+        self.writer
+            .write(move |conn| purge::purge(conn, &request).map_err(backend))
             .await
     }
 

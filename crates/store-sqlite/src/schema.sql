@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS messages (
 -- sent again.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
+-- Retention keeps a message while one whose previous snapshot it holds is pending.
+CREATE INDEX IF NOT EXISTS messages_previous ON messages (app_id, previous_id) WHERE previous_id IS NOT NULL;
 -- Each entity's snapshot: the last message published about it (its payload is the
 -- snapshot); entity_type is '' when none was given.
 CREATE TABLE IF NOT EXISTS entities (

@@ -230,21 +230,21 @@ async fn a_database_with_another_schema_is_refused_at_open() {
     );
     // A newer Herald's database is refused too, and left as it was.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("PRAGMA user_version = 9;").unwrap();
+    conn.execute_batch("PRAGMA user_version = 99;").unwrap();
     drop(conn);
     let Err(err) = EmbeddedStore::open(config) else {
-        panic!("a schema 9 database was opened");
+        panic!("a schema 99 database was opened");
     };
     let text = std::error::Error::source(&err).unwrap().to_string();
     assert!(
-        text.contains("newer Herald (schema 9") && text.contains("run that version"),
+        text.contains("newer Herald (schema 99") && text.contains("run that version"),
         "{text}"
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 99);
 }
 
 /// The deliveries and attempts tables as schema 2 (Herald before the migration to 3)
@@ -400,6 +400,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
          ALTER TABLE tokens DROP COLUMN capabilities;
          ALTER TABLE event_types DROP COLUMN enforce_schema;
          ALTER TABLE messages DROP COLUMN expunged;
+         DROP INDEX messages_previous;
          PRAGMA user_version = 2;
          COMMIT;"
     ))

@@ -14,7 +14,7 @@ use model::{
 use crate::{
     AttemptFilter, AttemptRecord, Deliveries, DeliveryFilter, DeliveryUpdate, DueDelivery,
     FIRST_GENERATION, Inserted, LeaseRequest, LeasedDelivery, MessageFilter, NewDelivery,
-    NewMessage, NodeId, Order, Page, Store, StoreError,
+    NewMessage, NodeId, Order, Page, PurgeRequest, Purged, Store, StoreError,
 };
 
 /// Two nodes sharing one store.
@@ -49,6 +49,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     endpoint_updates_are_compare_and_set(&*store).await;
     figures(&*store).await;
     expunged_content(&*store).await;
+    retention(&*store).await;
 }
 
 pub fn t(seconds: i64) -> DateTime<Utc> {
@@ -1608,4 +1609,210 @@ async fn admin_token_digest(store: &dyn Store) {
         store.admin_token_digest(&"b".repeat(64)).await.unwrap(),
         first
     );
+}
+
+/// Retention removes an application's messages older than the cutoff with their
+/// deliveries and attempts, and keeps those still needed: a delivery pending, an entity's
+/// snapshot, the previous snapshot of a pending message. Batches are bounded, and an
+/// idempotency key whose message is gone is free again.
+async fn retention(store: &dyn Store) {
+    let a = store.create_app(app(None)).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    // A message accepted at `t(at)` (its id's time), about `entity`, with a delivery or not.
+    let insert = |at: i64, entity: Option<&str>, deliver: bool, key: Option<&str>| {
+        let mut m = message(&a.id, None, t(at));
+        m.id = MessageId::floor_at(t(at));
+        m.entity = entity.map(|id| model::EntityRef {
+            entity_type: None,
+            id: id.to_owned(),
+            deleted: false,
+        });
+        let deliveries = if deliver {
+            vec![NewDelivery {
+                id: DeliveryId::generate(),
+                endpoint_id: e.id.clone(),
+                leased_until: None,
+            }]
+        } else {
+            Vec::new()
+        };
+        let new = NewMessage {
+            message: m.clone(),
+            owner: NODE_A,
+            deliveries: Deliveries::Known(deliveries),
+            idempotency_key: key.map(str::to_owned),
+        };
+        async move {
+            let inserted = store.insert_message(new).await.unwrap();
+            assert!(matches!(inserted, Inserted::Created { .. }), "{inserted:?}");
+            m
+        }
+    };
+    // Attempts the deliveries of `messages` once: `Success`, or `Fail` for good.
+    let finish = |messages: Vec<MessageId>, status: Status, at: i64| async move {
+        let due = store
+            .lease_due(LeaseRequest::new(NODE_A, t(at), t(at + 30), 10_000))
+            .await
+            .unwrap()
+            .due;
+        let records: Vec<_> = due
+            .iter()
+            .filter(|d| messages.contains(&d.delivery.msg_id))
+            .map(|d| AttemptRecord {
+                attempt: attempt_for(d, status, t(at)),
+                update: DeliveryUpdate {
+                    status,
+                    attempts: d.delivery.attempts + 1,
+                    next_attempt_at: None,
+                },
+                generation: d.generation,
+            })
+            .collect();
+        assert_eq!(records.len(), messages.len(), "every delivery was due");
+        store.record_attempts(NODE_A, records).await.unwrap();
+    };
+    let purge = |before: i64, after: Option<MessageId>, max_messages: usize, max_rows: usize| {
+        store.purge_messages(PurgeRequest {
+            app: a.id.clone(),
+            before: t(before),
+            after,
+            max_messages,
+            max_rows,
+        })
+    };
+    let app_id = &a.id;
+    let exists = |m: MessageId| async move {
+        store
+            .get_message(app_id, m.as_str())
+            .await
+            .unwrap()
+            .is_some()
+    };
+
+    let delivered = insert(1, None, true, Some("key-1")).await;
+    let pending = insert(2, None, true, None).await;
+    let failed = insert(3, None, true, None).await;
+    let unsubscribed = insert(4, None, false, None).await;
+    // Entity x: its first message is the previous snapshot of the second, still pending.
+    let x1 = insert(5, Some("x"), true, None).await;
+    let x2 = insert(6, Some("x"), true, None).await;
+    // Entity y: both delivered; the second is the snapshot.
+    let y1 = insert(7, Some("y"), true, None).await;
+    let y2 = insert(8, Some("y"), true, None).await;
+    let recent = insert(60, None, true, None).await;
+    finish(
+        vec![
+            delivered.id.clone(),
+            x1.id.clone(),
+            y1.id.clone(),
+            y2.id.clone(),
+            recent.id.clone(),
+        ],
+        Status::Success,
+        100,
+    )
+    .await;
+    finish(vec![failed.id.clone()], Status::Fail, 200).await;
+
+    let purged = purge(10, None, 100, 10_000).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            messages: 4,
+            deliveries: 3,
+            attempts: 3,
+            kept: 4,
+            next: None,
+            busy: false,
+        }
+    );
+    for (m, kept) in [
+        (&delivered, false),
+        (&pending, true),
+        (&failed, false),
+        (&unsubscribed, false),
+        (&x1, true),
+        (&x2, true),
+        (&y1, false),
+        (&y2, true),
+        (&recent, true),
+    ] {
+        assert_eq!(exists(m.id.clone()).await, kept, "{}", m.id.as_str());
+    }
+    let attempts = store
+        .list_attempts(
+            &a.id,
+            &AttemptFilter {
+                msg_id: Some(delivered.id.clone()),
+                ..AttemptFilter::default()
+            },
+            &page(10),
+        )
+        .await
+        .unwrap();
+    assert!(attempts.is_empty(), "its attempts went with it");
+    assert!(
+        store
+            .list_message_deliveries(&a.id, &delivered.id, &page(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_endpoint(&a.id, e.id.as_str())
+            .await
+            .unwrap()
+            .map(|e| e.id),
+        Some(e.id.clone()),
+        "endpoints stay"
+    );
+
+    // Once the pending ones finish, they and x's previous snapshot go; snapshots stay.
+    finish(
+        vec![pending.id.clone(), x2.id.clone()],
+        Status::Success,
+        300,
+    )
+    .await;
+    let purged = purge(10, None, 100, 10_000).await.unwrap();
+    assert_eq!((purged.messages, purged.kept), (2, 2));
+    assert!(!exists(pending.id.clone()).await && !exists(x1.id.clone()).await);
+    assert!(exists(x2.id.clone()).await && exists(y2.id.clone()).await);
+
+    // The idempotency key of a message that is gone is free again.
+    let again = insert(30, None, false, Some("key-1")).await;
+    assert!(exists(again.id).await);
+
+    // Batches are bounded by messages and by rows, and say where the next one starts.
+    let mut old = Vec::new();
+    for at in 40..45 {
+        old.push(insert(at, None, true, None).await.id);
+    }
+    finish(old.clone(), Status::Success, 400).await;
+    // The first four: x's and y's snapshots (kept), the keyed one at 30, the one at 40.
+    let first = purge(50, None, 4, 10_000).await.unwrap();
+    assert_eq!((first.messages, first.kept), (2, 2), "{first:?}");
+    assert!(first.next.is_some());
+    let second = purge(50, first.next, 100, 2).await.unwrap();
+    assert_eq!(
+        (second.messages, second.deliveries, second.attempts),
+        (1, 1, 1),
+        "one message's rows reach the bound: {second:?}"
+    );
+    let mut after = second.next;
+    let mut rest = 0;
+    while after.is_some() {
+        let batch = purge(50, after, 100, 10_000).await.unwrap();
+        rest += batch.messages;
+        after = batch.next;
+    }
+    assert_eq!(rest, 3);
+    for id in old {
+        assert!(!exists(id).await);
+    }
+    assert!(exists(recent.id.clone()).await, "within retention");
 }

@@ -298,6 +298,39 @@ pub struct StoreFigures {
     pub size_bytes: u64,
 }
 
+/// One batch of `purge_messages`: what to remove and how much at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeRequest {
+    pub app: AppId,
+    /// Messages accepted before this (their id's time) are past retention.
+    pub before: DateTime<Utc>,
+    /// Where the batch starts: after this message (`Purged::next` of the batch before).
+    pub after: Option<MessageId>,
+    /// Messages looked at, at most.
+    pub max_messages: usize,
+    /// Rows removed (deliveries and attempts), at most, give or take one message's: a
+    /// batch ends after the message that reaches it, so that one batch never holds the
+    /// store for long, however many endpoints a message went to.
+    pub max_rows: usize,
+}
+
+/// What one batch of `purge_messages` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Messages removed, each with its deliveries and attempts.
+    pub messages: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+    /// Messages past retention kept: a delivery still pending, its entity's snapshot, or
+    /// the previous snapshot of a message still pending.
+    pub kept: u64,
+    /// Where the next batch of this application starts; `None` when this batch reached
+    /// the application's messages within retention (the application is done).
+    pub next: Option<MessageId>,
+    /// Another node is purging now: this one stops its round (PostgreSQL).
+    pub busy: bool,
+}
+
 /// Deliveries of an endpoint counted by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusCounts {
@@ -435,6 +468,11 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_idempotency_keys(&self, created_before: DateTime<Utc>) -> Result<u64>;
     /// Drops entity snapshots last updated before `updated_before`. Returns how many.
     async fn prune_entities(&self, updated_before: DateTime<Utc>) -> Result<u64>;
+    /// Removes an application's messages past retention, oldest first, each with its
+    /// deliveries and attempts, in one bounded transaction. A message is kept while one of
+    /// its deliveries is pending, while it is its entity's snapshot, and while a message
+    /// whose previous snapshot it holds has a delivery pending.
+    async fn purge_messages(&self, request: PurgeRequest) -> Result<Purged>;
 
     /// Reserves the next start of an attempt to `endpoint` under a rate of `per_second`,
     /// shared by every node on this store: returns when it may start, never before `now`.

@@ -1,0 +1,70 @@
+//! Retention: one bounded batch of an application's messages past retention removed,
+//! with their deliveries and attempts, in one write of the writer thread (so it waits
+//! its turn like a publish, and holds the writer only as long as its bounds allow).
+
+use model::MessageId;
+use rusqlite::{Connection, params};
+use store::{PurgeRequest, Purged};
+
+/// The application's messages older than the cutoff after the cursor, in id (time) order,
+/// each with whether it must be kept: a delivery unfinished (pending or sending), its
+/// entity's snapshot, or the previous snapshot of a message with a delivery unfinished.
+const CANDIDATES: &str = "\
+SELECT m.id,
+    EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3))
+    OR (m.entity_id IS NOT NULL AND EXISTS (SELECT 1 FROM entities e
+        WHERE e.app_id = m.app_id AND e.entity_type = COALESCE(m.entity_type, '')
+          AND e.entity_id = m.entity_id AND e.msg_id = m.id))
+    OR EXISTS (SELECT 1 FROM messages n JOIN deliveries d ON d.msg_id = n.id
+        WHERE n.app_id = m.app_id AND n.previous_id IS NOT NULL AND n.previous_id = m.id
+          AND d.status IN (1, 3))
+FROM messages m
+WHERE m.app_id = ?1 AND m.id > ?2 AND m.id < ?3
+ORDER BY m.id
+LIMIT ?4";
+
+pub(crate) fn purge(conn: &Connection, request: &PurgeRequest) -> rusqlite::Result<Purged> {
+    let app = request.app.as_str();
+    // Ids begin with their time: every id below the cutoff's floor is older than it.
+    let floor = MessageId::floor_at(request.before);
+    let after = request.after.as_ref().map_or("", MessageId::as_str);
+    let candidates = conn
+        .prepare_cached(CANDIDATES)?
+        .query_map(
+            params![app, after, floor.as_str(), request.max_messages as i64],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut purged = Purged::default();
+    let looked_at = candidates.len();
+    let mut last = None;
+    for (id, keep) in candidates {
+        if keep {
+            purged.kept += 1;
+        } else {
+            purged.attempts += conn
+                .prepare_cached("DELETE FROM attempts WHERE msg_id = ?1")?
+                .execute([&id])? as u64;
+            purged.deliveries += conn
+                .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1")?
+                .execute([&id])? as u64;
+            purged.messages += conn
+                .prepare_cached("DELETE FROM messages WHERE app_id = ?1 AND id = ?2")?
+                .execute([app, &id])? as u64;
+        }
+        last = Some(id);
+        if purged.deliveries + purged.attempts >= request.max_rows as u64 {
+            return Ok(Purged {
+                next: last.map(MessageId::from_string),
+                ..purged
+            });
+        }
+    }
+    // A batch that found fewer than it could look at reached the cutoff.
+    purged.next = if looked_at < request.max_messages {
+        None
+    } else {
+        last.map(MessageId::from_string)
+    };
+    Ok(purged)
+}
