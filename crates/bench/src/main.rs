@@ -5,7 +5,8 @@
 //! `relay` baseline (`bin/relay.rs`), `postgres.rs` the scratch databases and the
 //! server's figures, `receiver.rs` is the receiver, `load.rs` the publisher, `entity.rs`
 //! the entity updates, `scenarios.rs` the delivery scenarios, `lists.rs` the console's
-//! lists, `schema.rs` the cost of enforced schemas, `report.rs` the table and JSON.
+//! lists, `schema.rs` the cost of enforced schemas, `retention.rs` the store's size under
+//! retention, `report.rs` the table and JSON.
 
 mod entity;
 mod herald;
@@ -14,6 +15,7 @@ mod load;
 mod postgres;
 mod receiver;
 mod report;
+mod retention;
 mod scenarios;
 mod schema;
 
@@ -46,6 +48,9 @@ pub(crate) enum Scenario {
     /// What an enforced event-type schema costs a publish, against none (not part of
     /// `all`).
     Schema,
+    /// A steady load on a Herald keeping everything, then on one with a 10 s retention:
+    /// store size over time, removals, latency (not part of `all`).
+    Retention,
     /// Every scenario in one run, with ratios against `ceiling` and `relay`.
     All,
 }

@@ -66,6 +66,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
             Scenario::Backlog => backlog(options).await?,
             Scenario::Lists => crate::lists::lists(options).await?,
             Scenario::Schema => crate::schema::schema_cost(options).await?,
+            Scenario::Retention => crate::retention::retention(options).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         reports.push(report);
@@ -123,7 +124,7 @@ pub(crate) fn progress(options: &Options, n: usize, what: &str) -> ProgressBar {
 
 /// Creates `apps` applications with `per_app` endpoints each, endpoint `k` of every app
 /// pointing at `/e{k}` on the receiver. Returns the app ids.
-async fn setup(
+pub(crate) async fn setup(
     herald: &Target,
     receiver_base: &str,
     apps: usize,
@@ -199,7 +200,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Publish → first arrival latencies (ms) of the published messages on `paths`, sorted.
-fn latencies(
+pub(crate) fn latencies(
     published: &Published,
     arrivals: &HashMap<(String, String), Instant>,
     paths: &[String],

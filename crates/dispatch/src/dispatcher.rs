@@ -51,6 +51,9 @@ pub struct DispatcherConfig {
     pub drain_timeout: Duration,
     /// Entity snapshots not updated for this long are dropped.
     pub entity_retention: Duration,
+    /// Messages older than this are removed with their deliveries and attempts, unless a
+    /// pending delivery still needs them (`retention.rs`); `None`: kept forever.
+    pub retention: Option<Duration>,
     /// An endpoint failing continuously for this long is disabled; `None`: never.
     pub auto_disable_after: Option<Duration>,
     /// The uid of the application operational events are published into, if it exists.

@@ -17,6 +17,7 @@ mod meters;
 mod operational;
 mod queues;
 mod record;
+mod retention;
 mod schedule;
 #[cfg(test)]
 mod testing;

@@ -195,6 +195,7 @@ impl TwoNodes {
                     drain_timeout: Duration::from_secs(1),
                     record_linger: Duration::ZERO,
                     entity_retention: Duration::from_secs(3600),
+                    retention: None,
                     auto_disable_after: setup.auto_disable_after,
                     operator_app: None,
                 },

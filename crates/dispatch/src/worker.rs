@@ -20,14 +20,13 @@ use crate::dispatcher::{Dispatcher, Shared, lease_end, renew_every};
 use crate::health::{self, Step};
 use crate::queues::{Job, Pushed};
 use crate::record::attempt_record;
+use crate::retention::idempotency_window;
 use crate::schedule::{NextStep, next_step};
 
 /// The status with which a receiver asks never to be sent anything again (Standard
 /// Webhooks): the delivery is not retried and the endpoint is disabled.
 const GONE: u16 = 410;
 
-/// Idempotency keys are honoured for this long after the first call.
-const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// A finished attempt on its way to the recorder, and the message to announce as
@@ -95,11 +94,12 @@ impl Dispatcher {
             .clone()
             .record_loop(records, recorder_done.clone());
         let renewer = self.shared.renew_loop(shutdown.clone());
+        let retention = self.shared.clone().retention_loop(shutdown.clone());
         let poller = async {
             self.poll_loop(shutdown).await;
             recorder_done.cancel();
         };
-        tokio::join!(poller, recorder, renewer);
+        tokio::join!(poller, recorder, renewer, retention);
     }
 
     async fn poll_loop(&self, shutdown: CancellationToken) {
@@ -160,7 +160,7 @@ impl Shared {
         let now = self.clock.now();
         match self
             .store
-            .prune_idempotency_keys(now - IDEMPOTENCY_WINDOW)
+            .prune_idempotency_keys(now - idempotency_window(self.config.retention))
             .await
         {
             Ok(n) => tracing::debug!(pruned = n, "idempotency keys pruned"),

@@ -153,6 +153,10 @@ pub(crate) struct ServeArgs {
     /// portal link's `?logo=` overrides it) [default: none].
     #[arg(long, env = "HERALD_PORTAL_LOGO")]
     pub(crate) portal_logo: Option<String>,
+    /// Messages older than this are removed with their attempts, in the background, unless
+    /// a delivery of theirs is still pending; `none` keeps them forever [default: 30d].
+    #[arg(long, env = "HERALD_RETENTION")]
+    pub(crate) retention: Option<String>,
     /// Entity snapshots not updated for this long are dropped [default: 30d].
     #[arg(long, env = "HERALD_ENTITY_RETENTION")]
     pub(crate) entity_retention: Option<String>,

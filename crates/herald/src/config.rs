@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) entity_retention: Duration,
+    /// Messages older than this are removed; `None`: kept forever.
+    pub(crate) retention: Option<Duration>,
     pub(crate) auto_disable_after: Option<Duration>,
     pub(crate) operator_app: String,
     /// Origins that may frame the tenant portal.
@@ -94,6 +96,7 @@ const KEYS: &[&str] = &[
     "poll_interval",
     "drain_timeout",
     "entity_retention",
+    "retention",
     "auto_disable_after",
     "operator_app",
     "portal_frame_ancestors",
@@ -317,6 +320,18 @@ impl Settings {
                 raw("entity_retention", &args.entity_retention),
                 "30d",
             )?,
+            retention: match raw("retention", &args.retention) {
+                Some(text) if text.trim() == "none" => None,
+                other => {
+                    let retention = duration("retention", other, "30d")?;
+                    if retention.is_zero() {
+                        bail!(
+                            "retention: must be more than zero, or `none` to keep messages forever"
+                        );
+                    }
+                    Some(retention)
+                }
+            },
             destinations: transport::DestinationPolicy {
                 allow: address_ranges("allow_destination", &args.allow_destination, &file)?,
                 deny: address_ranges("deny_destination", &args.deny_destination, &file)?,

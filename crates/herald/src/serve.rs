@@ -190,6 +190,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 std::time::Duration::ZERO
             },
             entity_retention: settings.entity_retention,
+            retention: settings.retention,
             auto_disable_after: settings.auto_disable_after,
             operator_app: Some(settings.operator_app.clone()),
         },

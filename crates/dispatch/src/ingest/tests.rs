@@ -57,6 +57,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
             drain_timeout: Duration::from_secs(1),
             record_linger: Duration::ZERO,
             entity_retention: Duration::from_secs(3600),
+            retention: None,
             auto_disable_after: None,
             operator_app: None,
         },

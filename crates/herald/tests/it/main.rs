@@ -20,6 +20,7 @@ mod logs;
 mod metrics;
 mod monitoring;
 mod operational;
+mod retention;
 mod subscriptions;
 mod support;
 mod tokens;
