@@ -16,14 +16,15 @@ pub(crate) async fn attempt(
     message: &Message,
     payload: &str,
     now: DateTime<Utc>,
+    traceparent: Option<&str>,
 ) -> Outcome {
     if destination::is_amqp(&endpoint.url) {
-        match prepare_amqp(endpoint, message, payload, now) {
+        match prepare_amqp(endpoint, message, payload, now, traceparent) {
             Ok(request) => transports.amqp.send(request).await,
             Err(reason) => refused(reason),
         }
     } else {
-        match prepare_http(endpoint, message, payload, now) {
+        match prepare_http(endpoint, message, payload, now, traceparent) {
             Ok(request) => transports.http.send(request).await,
             Err(reason) => refused(reason),
         }
@@ -82,6 +83,8 @@ const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature
 const SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
 const SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
 const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
+/// W3C trace context: the attempt's span, for receivers that continue the trace.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The signed request: the Standard Webhooks headers (also under their `svix-` names)
 /// and the endpoint's constant headers, sent with the endpoint's method. `GET` has no
@@ -91,6 +94,7 @@ fn prepare_http(
     message: &Message,
     payload: &str,
     now: DateTime<Utc>,
+    traceparent: Option<&str>,
 ) -> Result<HttpRequest, String> {
     let Signed {
         body,
@@ -128,6 +132,9 @@ fn prepare_http(
     headers.insert(SVIX_ID, id);
     headers.insert(SVIX_TIMESTAMP, ts);
     headers.insert(SVIX_SIGNATURE, sig);
+    if let Some(value) = traceparent.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(TRACEPARENT, value);
+    }
     let method = match endpoint.method {
         Method::Post => http::Method::POST,
         Method::Put => http::Method::PUT,
@@ -151,6 +158,7 @@ fn prepare_amqp(
     message: &Message,
     payload: &str,
     now: DateTime<Utc>,
+    traceparent: Option<&str>,
 ) -> Result<AmqpRequest, String> {
     let target = AmqpTarget::parse(&endpoint.url).map_err(|e| format!("endpoint url: {e}"))?;
     let Signed {
@@ -166,6 +174,9 @@ fn prepare_amqp(
     headers.push(("webhook-timestamp".into(), timestamp.to_string()));
     headers.push(("webhook-signature".into(), signature));
     headers.push(("webhook-event-type".into(), message.event_type.clone()));
+    if let Some(value) = traceparent {
+        headers.push(("traceparent".into(), value.to_owned()));
+    }
     Ok(AmqpRequest {
         broker: target.broker,
         exchange: target.exchange,

@@ -19,6 +19,7 @@ use crate::health::Health;
 use crate::meters::Meters;
 use crate::queues::{Limits, Queues};
 use crate::schedule::RetryPolicy;
+use crate::traces::Traces;
 use crate::worker::Recorded;
 
 /// Settings of the worker; the caller decides every value.
@@ -58,6 +59,8 @@ pub struct DispatcherConfig {
     pub auto_disable_after: Option<Duration>,
     /// The uid of the application operational events are published into, if it exists.
     pub operator_app: Option<String>,
+    /// Make a span of each publish and attempt for the process's tracer provider.
+    pub export_traces: bool,
 }
 
 /// The delivery pipeline's handle: ingest goes in, attempts come out. Cheap to clone.
@@ -91,6 +94,8 @@ pub(crate) struct Shared {
     stale_writes: AtomicU64,
     /// What `/metrics` shows of deliveries.
     pub(crate) meters: Meters,
+    /// Spans of publishes and attempts (`traces.rs`).
+    pub(crate) traces: Traces,
 }
 
 impl Dispatcher {
@@ -107,6 +112,7 @@ impl Dispatcher {
             max_queued: config.max_queued,
             max_queued_per_endpoint: config.max_queued_per_endpoint,
         };
+        let traces = Traces::new(config.export_traces);
         Self {
             shared: Arc::new(Shared {
                 records,
@@ -122,6 +128,7 @@ impl Dispatcher {
                 health: Health::default(),
                 stale_writes: AtomicU64::new(0),
                 meters: Meters::new(),
+                traces,
             }),
         }
     }

@@ -28,6 +28,8 @@ pub struct Publish {
     /// A test event for this one endpoint (`send-example`): it goes there whatever the
     /// endpoint subscribes to and its filter, and nowhere else.
     pub only: Option<EndpointId>,
+    /// The publisher's W3C `traceparent`, continued by the publish and its attempts.
+    pub traceparent: Option<String>,
 }
 
 impl Publish {
@@ -45,6 +47,7 @@ impl Publish {
             entity: None,
             idempotency_key: None,
             only: None,
+            traceparent: None,
         }
     }
 }
@@ -62,6 +65,25 @@ pub struct Ingested {
 impl Dispatcher {
     /// Stores the message with its deliveries, durably, then queues them for attempts.
     pub async fn ingest(&self, publish: Publish) -> store::Result<Ingested> {
+        let traced = self.shared.traces.publish(
+            publish.traceparent.as_deref(),
+            publish.app_id.as_str(),
+            &publish.event_type,
+        );
+        let traceparent = traced.traceparent.clone();
+        let ingested = self.ingest_traced(publish, traceparent).await;
+        traced.published(match &ingested {
+            Ok(ingested) => Ok(ingested.message.id.as_str()),
+            Err(err) => Err(err),
+        });
+        ingested
+    }
+
+    async fn ingest_traced(
+        &self,
+        publish: Publish,
+        traceparent: Option<String>,
+    ) -> store::Result<Ingested> {
         let shared = &self.shared;
         let now = shared.clock.now();
         let message = Message {
@@ -75,6 +97,7 @@ impl Dispatcher {
             origin: publish.origin,
             entity: publish.entity,
             previous: None,
+            traceparent,
             created_at: now,
         };
         let endpoints = shared.store.app_endpoints(&message.app_id).await?;

@@ -24,6 +24,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 mod throttle;
+mod traces;
 mod worker;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig};

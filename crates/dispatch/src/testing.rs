@@ -58,6 +58,7 @@ pub(crate) fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
         origin: None,
         entity: None,
         previous: None,
+        traceparent: None,
         created_at: Utc::now(),
     }
 }

@@ -198,6 +198,7 @@ impl TwoNodes {
                     retention: None,
                     auto_disable_after: setup.auto_disable_after,
                     operator_app: None,
+                    export_traces: false,
                 },
             )
         };

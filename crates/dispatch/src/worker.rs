@@ -334,14 +334,21 @@ impl Shared {
         } else {
             let body = rules.body(&job.message);
             let payload = body.as_deref().unwrap_or(&job.message.payload);
-            attempt(
+            let url = model::destination::masked_url(&endpoint.url);
+            let traced = self
+                .traces
+                .attempt(&job.message, endpoint, &url, job.attempts + 1);
+            let outcome = attempt(
                 &self.transports,
                 endpoint,
                 &job.message,
                 payload,
                 self.clock.now(),
+                traced.traceparent.as_deref(),
             )
-            .await
+            .await;
+            traced.attempted(&outcome);
+            outcome
         };
         let now = self.clock.now();
         let gone = outcome.status_code == Some(GONE);

@@ -160,6 +160,14 @@ pub(crate) struct ServeArgs {
     /// Entity snapshots not updated for this long are dropped [default: 30d].
     #[arg(long, env = "HERALD_ENTITY_RETENTION")]
     pub(crate) entity_retention: Option<String>,
+    /// Send OpenTelemetry traces (a span for each publish and each attempt) to this
+    /// OTLP/HTTP collector, e.g. `http://127.0.0.1:4318` [default: none, no spans].
+    #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
+    pub(crate) otlp_endpoint: Option<String>,
+    /// The share of traces starting in Herald that are sent, 0 to 1; a publisher's
+    /// `traceparent` decides for its own [default: 1].
+    #[arg(long, env = "HERALD_OTLP_SAMPLE_RATIO")]
+    pub(crate) otlp_sample_ratio: Option<String>,
     /// Log filter, e.g. `info` or `herald=debug,info` [default: info].
     #[arg(long, env = "HERALD_LOG")]
     pub(crate) log: Option<String>,

@@ -47,6 +47,10 @@ pub(crate) struct Settings {
     pub(crate) destinations: transport::DestinationPolicy,
     /// CA certificates trusted for HTTPS receivers and `amqps` brokers besides the system's.
     pub(crate) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Where spans go (an OTLP/HTTP collector's base URL); `None`: no spans.
+    pub(crate) otlp_endpoint: Option<url::Url>,
+    /// The share of traces starting in Herald that are kept.
+    pub(crate) otlp_sample_ratio: f64,
     pub(crate) log: String,
     /// One JSON object a log line, instead of text.
     pub(crate) log_json: bool,
@@ -106,6 +110,8 @@ const KEYS: &[&str] = &[
     "deny_destination",
     "https_only",
     "tls_ca_file",
+    "otlp_endpoint",
+    "otlp_sample_ratio",
     "log",
     "log_format",
 ];
@@ -350,6 +356,30 @@ impl Settings {
                 Some(path) => certificates(&path)
                     .with_context(|| format!("tls_ca_file: {}", path.display()))?,
                 None => Vec::new(),
+            },
+            otlp_endpoint: raw("otlp_endpoint", &args.otlp_endpoint)
+                .map(|text| {
+                    let url = url::Url::parse(&text).map_err(|_| {
+                        anyhow::anyhow!(
+                            "otlp_endpoint: `{text}` is not a URL such as http://collector:4318"
+                        )
+                    })?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        bail!("otlp_endpoint: `{text}` is not an http:// or https:// URL");
+                    }
+                    Ok(url)
+                })
+                .transpose()?,
+            otlp_sample_ratio: {
+                let ratio: f64 = number(
+                    "otlp_sample_ratio",
+                    raw("otlp_sample_ratio", &args.otlp_sample_ratio),
+                    1.0,
+                )?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    bail!("otlp_sample_ratio: must be between 0 and 1, not {ratio}");
+                }
+                ratio
             },
             log: raw("log", &args.log).unwrap_or_else(|| "info".into()),
             log_json: match raw("log_format", &args.log_format)

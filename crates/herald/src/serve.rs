@@ -35,12 +35,25 @@ pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         logs.init();
     }
+    // Before the runtime: the exporter's blocking client must not be made inside it.
+    let tracer = settings
+        .otlp_endpoint
+        .as_ref()
+        .map(|endpoint| crate::traces::install(endpoint, settings.otlp_sample_ratio))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("herald")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings))
+    let served = runtime.block_on(serve(settings));
+    drop(runtime);
+    if let Some(tracer) = tracer
+        && let Err(err) = tracer.shutdown()
+    {
+        tracing::warn!(error = %err, "sending the last spans failed");
+    }
+    served
 }
 
 /// The store `settings` name: PostgreSQL with a database URL, else the embedded store in
@@ -193,6 +206,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             retention: settings.retention,
             auto_disable_after: settings.auto_disable_after,
             operator_app: Some(settings.operator_app.clone()),
+            export_traces: settings.otlp_endpoint.is_some(),
         },
     );
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -261,6 +261,9 @@ pub struct Message {
     /// message about it), if there was one. Set by the store, in the transaction that
     /// stores the message and makes its payload the new snapshot.
     pub previous: Option<Arc<str>>,
+    /// The trace the message's attempts continue: a W3C `traceparent` naming the publish
+    /// (its span when Herald exports traces, else the publisher's own), if there is one.
+    pub traceparent: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

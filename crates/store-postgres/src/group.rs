@@ -220,6 +220,7 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
     let mut tags = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
     let mut origins = Vec::with_capacity(n);
+    let mut traceparents = Vec::with_capacity(n);
     let deliveries: usize = group.iter().map(|p| p.deliveries.len()).sum();
     let mut d_msgs = Vec::with_capacity(deliveries);
     let mut d_endpoints = Vec::with_capacity(deliveries);
@@ -243,6 +244,7 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
         tags.push(m.tags.as_ref().map(json_list));
         times.push(created);
         origins.push(m.origin.as_deref());
+        traceparents.push(m.traceparent.as_deref());
         for d in &pending.deliveries {
             d_msgs.push(m.id.as_str());
             d_endpoints.push(d.endpoint_id.as_str());
@@ -270,13 +272,13 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
     execute(
         client,
         "WITH message AS ( \
-             INSERT INTO messages (app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id) \
+             INSERT INTO messages (app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent) \
              SELECT x.app_id, x.id, x.event_id, x.event_type, x.payload, \
                  CASE WHEN x.channels IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(x.channels::jsonb)) END, \
                  CASE WHEN x.tags IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(x.tags::jsonb)) END, \
-                 x.created_at, x.origin, NULL, NULL, false, NULL \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[]) \
-                 AS x(app_id, id, event_id, event_type, payload, channels, tags, created_at, origin) \
+                 x.created_at, x.origin, NULL, NULL, false, NULL, x.traceparent \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $19::text[]) \
+                 AS x(app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, traceparent) \
          ) \
          INSERT INTO deliveries (msg_id, endpoint_id, id, app_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at, lease_owner, lease_gen) \
          SELECT d.msg_id, d.endpoint_id, d.id, d.app_id, 1, 0, d.next_attempt_at, d.leased, 0, d.created_at, d.created_at, d.lease_owner, d.lease_gen \
@@ -301,6 +303,7 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
             &d_times,
             &d_owners,
             &d_generations,
+            &traceparents,
         ],
     )
     .await

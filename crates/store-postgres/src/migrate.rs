@@ -19,10 +19,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/004_enforce_schema.sql")),
     (5, include_str!("migrations/005_expunged.sql")),
     (6, include_str!("migrations/006_retention.sql")),
+    (7, include_str!("migrations/007_traceparent.sql")),
 ];
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 6;
+pub(crate) const SCHEMA_VERSION: i32 = 7;
 
 /// The advisory lock every Herald node takes to migrate ("herald" in ASCII).
 const LOCK_KEY: i64 = 0x6865_7261_6c64;

@@ -157,7 +157,7 @@ fn ready_room(max_pages: i64) -> i64 {
 }
 
 /// The version of `schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
@@ -170,6 +170,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrate_6_to_7.sql")),
     (7, include_str!("migrate_7_to_8.sql")),
     (8, include_str!("migrate_8_to_9.sql")),
+    (9, include_str!("migrate_9_to_10.sql")),
 ];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
@@ -1052,7 +1053,7 @@ impl Store for EmbeddedStore {
                 let msg = message;
                 let entity = msg.entity.as_ref();
                 conn.prepare_cached(
-                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -1069,6 +1070,7 @@ impl Store for EmbeddedStore {
                         entity.map(|e| e.id.as_str()),
                         entity.is_some_and(|e| e.deleted),
                         previous_id,
+                        msg.traceparent,
                     ])
                 })
                 .map_err(conflict_or_backend("a message with this eventId already exists"))?;

@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS messages (
     -- The message whose payload was the entity's snapshot when this one was accepted
     -- (its payload is not copied: an entity's updates would store each payload twice).
     previous_id TEXT,
-    expunged INTEGER NOT NULL DEFAULT 0
+    expunged INTEGER NOT NULL DEFAULT 0,
+    -- The W3C traceparent the message's attempts continue (`Message::traceparent`).
+    traceparent TEXT
 );
 -- `expunged`: the message's payload was expunged; it is `{}`, and the message is never
 -- sent again.

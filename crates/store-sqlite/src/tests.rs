@@ -54,6 +54,7 @@ async fn a_full_store_refuses_writes_cleanly() {
             origin: None,
             entity: None,
             previous: None,
+            traceparent: None,
             created_at: Utc::now(),
         };
         match store
@@ -401,6 +402,7 @@ async fn a_schema_2_database_is_migrated_at_open() {
          ALTER TABLE event_types DROP COLUMN enforce_schema;
          ALTER TABLE messages DROP COLUMN expunged;
          DROP INDEX messages_previous;
+         ALTER TABLE messages DROP COLUMN traceparent;
          PRAGMA user_version = 2;
          COMMIT;"
     ))

@@ -118,6 +118,7 @@ pub fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Messag
         origin: Some("acct-1".into()),
         entity: None,
         previous: None,
+        traceparent: None,
         created_at: at,
     }
 }

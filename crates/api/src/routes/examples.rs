@@ -101,6 +101,7 @@ async fn send_example(
         .ingest(Publish {
             idempotency_key,
             only: Some(endpoint.id),
+            traceparent: super::messages::traceparent(&headers),
             ..Publish::event(app.id, body.event_type, Arc::from(payload.to_string()))
         })
         .await?;

@@ -285,7 +285,8 @@ async fn list_messages(
 /// first message instead of creating another.
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/msg", tag = "Message",
     params(("app_id" = String, Path), ContentQuery,
-        ("idempotency-key" = Option<String>, Header, description = "Repeat a call safely")),
+        ("idempotency-key" = Option<String>, Header, description = "Repeat a call safely"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context: the publish and its attempts continue this trace")),
     request_body = MessageIn,
     responses((status = 202, body = MessageOut), (status = 404, body = crate::error::HttpErrorOut),
         (status = 409, body = crate::error::HttpErrorOut), (status = 413, body = crate::error::HttpErrorOut),
@@ -327,6 +328,7 @@ async fn create_message(
             }),
             idempotency_key,
             only: None,
+            traceparent: traceparent(&headers),
         })
         .await
         .map_err(|err| match err {
@@ -340,6 +342,13 @@ async fn create_message(
         StatusCode::ACCEPTED,
         Json(MessageOut::new(&ingested.message, query.with_content)),
     ))
+}
+
+/// The W3C `traceparent` header, if given, for the publish to continue. One that is not
+/// valid trace context is ignored, as the W3C recommendation says (`dispatch` parses it).
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    (value.len() <= 128).then(|| value.to_owned())
 }
 
 /// The `idempotency-key` header, if given: 1 to 256 visible ASCII characters.

@@ -30,7 +30,7 @@ fn an_attempts_future_keeps_the_connect_path_boxed() {
     let (endpoint, msg) = (endpoint(None, None, false), message("order.created", None));
     // Built, never polled: nothing is sent. Its size is its type's, whichever transport
     // the endpoint's URL picks.
-    let future = attempt(&transports, &endpoint, &msg, "{}", Utc::now());
+    let future = attempt(&transports, &endpoint, &msg, "{}", Utc::now(), None);
     let size = std::mem::size_of_val(&future);
     assert!(
         size <= MAX_ATTEMPT_FUTURE,

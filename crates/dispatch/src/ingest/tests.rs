@@ -60,6 +60,7 @@ async fn a_cancelled_ingest_gives_its_reserved_memory_back() {
             retention: None,
             auto_disable_after: None,
             operator_app: None,
+            export_traces: false,
         },
     );
     let publish = || Publish::event(app.id.clone(), "order.created".into(), Arc::from("{}"));

@@ -24,3 +24,4 @@ mod retention;
 mod subscriptions;
 mod support;
 mod tokens;
+mod traces;

@@ -1,0 +1,2 @@
+-- Schema 7: the trace a message's attempts continue (a W3C traceparent), if any.
+ALTER TABLE messages ADD COLUMN traceparent TEXT;
