@@ -158,21 +158,22 @@ async fn publishes_and_attempts_move_the_counters_and_histograms() {
         Some(2.0)
     );
     assert!(value(&text, "herald_deliveries_held", &[]).is_some());
-    // The store's commits: each group's time and size.
-    let commits = value(
-        &text,
-        "herald_store_commit_seconds_count",
-        &[("store", "embedded")],
-    );
-    assert!(commits.is_some_and(|n| n >= 3.0), "{text}");
-    assert_eq!(
-        value(
-            &text,
-            "herald_store_group_size_count",
-            &[("store", "embedded")]
-        ),
-        commits
-    );
+    // The store's commits: each group's time and size, recorded one after the other (a
+    // scrape may fall between the two, and the recorder writes the attempts' records
+    // after the deliveries were seen: wait until they agree).
+    let commits = |text: &str| {
+        let store = [("store", "embedded")];
+        (
+            value(text, "herald_store_commit_seconds_count", &store),
+            value(text, "herald_store_group_size_count", &store),
+        )
+    };
+    let text = scrape_until(&herald, |text| {
+        let (seconds, sizes) = commits(text);
+        seconds.is_some_and(|n| n >= 3.0) && seconds == sizes
+    })
+    .await;
+    assert!(commits(&text).0.is_some_and(|n| n >= 3.0), "{text}");
     assert!(
         value(
             &text,
