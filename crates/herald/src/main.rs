@@ -1,13 +1,15 @@
 //! The `herald` binary: parses the command line, sets up logging and the runtime, and
-//! runs a command. `cli.rs` has the commands, `config.rs` turns flags, environment and
-//! `herald.toml` into typed settings, `serve.rs` wires the pipeline and handles shutdown,
-//! `metrics.rs` installs the metrics recorder, `traces.rs` the OTLP trace exporter, `backup.rs` copies a running embedded store.
+//! runs a command. `cli.rs` has the commands, `settings.rs` declares `serve`'s settings
+//! (flags, environment, `herald.toml`), `config.rs` checks them together, `serve.rs`
+//! wires the pipeline and handles shutdown, `metrics.rs` installs the metrics recorder,
+//! `traces.rs` the OTLP trace exporter, `backup.rs` copies a running embedded store.
 
 mod backup;
 mod cli;
 mod config;
 mod metrics;
 mod serve;
+mod settings;
 mod traces;
 
 use clap::Parser;

@@ -57,18 +57,21 @@ async fn config_example_lists_valid_keys_and_bad_config_names_the_key() {
 
     let tmp = tempfile::tempdir().unwrap();
     let bad_key = tmp.path().join("bad-key.toml");
-    std::fs::write(&bad_key, "max_inflight = 3\n").unwrap();
+    std::fs::write(&bad_key, "[delivery]\nmax_inflight = 3\n").unwrap();
+    let bad_section = tmp.path().join("bad-section.toml");
+    std::fs::write(&bad_section, "[deliveries]\nmax_in_flight = 3\n").unwrap();
     let bad_value = tmp.path().join("bad-value.toml");
-    std::fs::write(&bad_value, "retry_schedule = \"5s,soon\"\n").unwrap();
+    std::fs::write(&bad_value, "[delivery]\nretry_schedule = \"5s,soon\"\n").unwrap();
     let bad_share = tmp.path().join("bad-share.toml");
     std::fs::write(
         &bad_share,
-        "max_queued = 100\nmax_queued_per_endpoint = 500\n",
+        "[delivery]\nmax_queued = 100\nmax_queued_per_endpoint = 500\n",
     )
     .unwrap();
     for (file, key) in [
-        (&bad_key, "max_inflight"),
-        (&bad_value, "retry_schedule"),
+        (&bad_key, "unknown key `max_inflight` in [delivery]"),
+        (&bad_section, "unknown section [deliveries]"),
+        (&bad_value, "`retry_schedule`: invalid value '5s,soon'"),
         (
             &bad_share,
             "max_queued_per_endpoint: 500 is more than max_queued (100)",
@@ -88,11 +91,44 @@ async fn config_example_lists_valid_keys_and_bad_config_names_the_key() {
         .env("HERALD_MAX_IN_FLIGHT", "0")
         .output()
         .unwrap();
+    // A variable's value is checked as its flag's.
+    let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("max_in_flight")
+        err.contains("--max-in-flight") && err.contains("must be at least 1"),
+        "{err}"
     );
+}
+
+/// Flags win over variables, which win over the file, which wins over the defaults: who
+/// may read `/metrics` shows which one counted.
+#[tokio::test]
+async fn flags_win_over_the_environment_which_wins_over_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("herald.toml");
+    std::fs::write(&file, "[telemetry]\nmetrics = \"off\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    let unauthenticated = |herald: &Herald| {
+        let url = herald.url("/metrics");
+        async move {
+            crate::support::http_client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The file alone: off.
+    let herald = Herald::start_with(&["--config", file]).await;
+    assert_eq!(unauthenticated(&herald).await, 404);
+    // The variable over the file: public.
+    let env = [("HERALD_METRICS", "public")];
+    let herald = Herald::start_with_env(&["--config", file], &env).await;
+    assert_eq!(unauthenticated(&herald).await, 200);
+    // The flag over both: the token is needed.
+    let herald = Herald::start_with_env(&["--config", file, "--metrics", "token"], &env).await;
+    assert_eq!(unauthenticated(&herald).await, 401);
 }
 
 /// A burst of publishers connecting at once is queued by the kernel, not dropped: the

@@ -39,8 +39,15 @@ impl Herald {
     }
 
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// As `start_with`, with these `HERALD_*` variables set.
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let mut herald = Self::start_in(tmp.path(), extra).await;
+        let mut args = vec!["--allow-destination", "127.0.0.0/8,::1"];
+        args.extend_from_slice(extra);
+        let mut herald = Self::spawn(tmp.path(), &args, env).await;
         herald._tmp = Some(tmp);
         herald
     }
@@ -50,7 +57,7 @@ impl Herald {
     pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Self {
         let mut args = vec!["--allow-destination", "127.0.0.0/8,::1"];
         args.extend_from_slice(extra);
-        Self::spawn(data_dir, &args).await
+        Self::spawn(data_dir, &args, &[]).await
     }
 
     /// Starts a node on the PostgreSQL database at `database_url` (allowed to deliver to
@@ -79,12 +86,12 @@ impl Herald {
     /// every loopback destination is refused.
     pub async fn start_strict(extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let mut herald = Self::spawn(tmp.path(), extra).await;
+        let mut herald = Self::spawn(tmp.path(), extra, &[]).await;
         herald._tmp = Some(tmp);
         herald
     }
 
-    async fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
+    async fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.args([
             "serve",
@@ -99,6 +106,7 @@ impl Herald {
         .arg(data_dir)
         .args(extra)
         .env("HERALD_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("the herald binary starts");
