@@ -55,6 +55,10 @@ struct Meters {
 impl Meters {
     fn new() -> Self {
         let removed = "herald_retention_removed_total";
+        // Shown from the start (at 0), so dashboards find them before the first removal.
+        for what in ["messages", "deliveries", "attempts"] {
+            counter!(removed, "what" => what).absolute(0);
+        }
         Self {
             messages: counter!(removed, "what" => "messages"),
             deliveries: counter!(removed, "what" => "deliveries"),

@@ -63,13 +63,9 @@ async fn retention_removes_what_is_old_and_keeps_what_is_pending() {
     // The delivered message goes, and its attempts with it; it was accepted after the
     // pending one, so the pending one was judged and kept.
     until_status(&herald, &msg(&delivered), StatusCode::NOT_FOUND).await;
-    let attempts = herald
-        .get(&format!(
-            "/api/v1/app/{app}/attempt/endpoint/{}",
-            id(&failing)
-        ))
-        .await;
-    assert_eq!(attempts["data"].as_array().unwrap().len(), 1, "{attempts}");
+    let attempts = format!("/api/v1/app/{app}/attempt/endpoint/{}", id(&failing));
+    let listed = herald.get(&attempts).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
     let kept = herald.get(&msg(&pending)).await;
     assert_eq!(kept["payload"], json!({"n": 1}));
     let metrics = scrape_until(&herald, |text| {
@@ -102,13 +98,8 @@ async fn retention_removes_what_is_old_and_keeps_what_is_pending() {
         .await;
     down.wait_for("/down", 2, WAIT).await;
     until_status(&herald, &msg(&pending), StatusCode::NOT_FOUND).await;
-    let attempts = herald
-        .get(&format!(
-            "/api/v1/app/{app}/attempt/endpoint/{}",
-            id(&failing)
-        ))
-        .await;
-    assert_eq!(attempts["data"], json!([]), "{attempts}");
+    let listed = herald.get(&attempts).await;
+    assert_eq!(listed["data"], json!([]), "{listed}");
     // The application and its endpoints are not messages: they stay.
     herald
         .get(&format!("/api/v1/app/{app}/endpoint/{}", id(&failing)))
