@@ -16,7 +16,7 @@ use crate::query::{execute, row, rows};
 use crate::rows::get;
 
 /// The advisory lock of the node purging now ("purge" in ASCII).
-const LOCK_KEY: i64 = 0x70_7572_6765;
+pub(crate) const LOCK_KEY: i64 = 0x70_7572_6765;
 
 /// The application's messages older than the cutoff after the cursor, in id (time) order,
 /// each with how many deliveries it has and whether it must be kept as its entity's

@@ -564,3 +564,54 @@ async fn another_nodes_resend_wakes_this_node() {
     })
     .await;
 }
+
+/// One node purges at a time: while another holds the purge lock, a batch changes
+/// nothing and says so, and the same batch runs once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_purges_at_a_time() {
+    with_database(|config| async move {
+        let url = config.url.clone();
+        let store = PostgresStore::open(config).await.unwrap();
+        let a = store.create_app(app(None)).await.unwrap();
+        let mut old = message(&a.id, None, t(1));
+        old.id = model::MessageId::floor_at(t(1));
+        store
+            .insert_message(NewMessage {
+                message: old.clone(),
+                owner: NODE_A,
+                deliveries: Deliveries::Known(Vec::new()),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        let request = store::PurgeRequest {
+            app: a.id.clone(),
+            before: t(10),
+            after: None,
+            max_messages: 10,
+            max_rows: 100,
+        };
+        let mut other = connect(&url).await;
+        let holding = other.transaction().await.unwrap();
+        holding
+            .execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&super::purge::LOCK_KEY],
+            )
+            .await
+            .unwrap();
+        let purged = store.purge_messages(request.clone()).await.unwrap();
+        assert!(purged.busy && purged.messages == 0, "{purged:?}");
+        assert!(
+            store
+                .get_message(&a.id, old.id.as_str())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        holding.rollback().await.unwrap();
+        let purged = store.purge_messages(request).await.unwrap();
+        assert_eq!((purged.busy, purged.messages), (false, 1), "{purged:?}");
+    })
+    .await;
+}

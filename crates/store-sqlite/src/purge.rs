@@ -23,11 +23,28 @@ WHERE m.app_id = ?1 AND m.id > ?2 AND m.id < ?3
 ORDER BY m.id
 LIMIT ?4";
 
-pub(crate) fn purge(conn: &Connection, request: &PurgeRequest) -> rusqlite::Result<Purged> {
-    let app = request.app.as_str();
-    // Ids begin with their time: every id below the cutoff's floor is older than it.
+/// Whether the application has a message past the cutoff after the cursor.
+pub(crate) fn any_old(conn: &Connection, request: &PurgeRequest) -> rusqlite::Result<bool> {
+    let (floor, after) = bounds(request);
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE app_id = ?1 AND id > ?2 AND id < ?3)",
+    )?
+    .query_row(params![request.app.as_str(), after, floor.as_str()], |r| {
+        r.get(0)
+    })
+}
+
+/// The cutoff's floor and the cursor. Ids begin with their time: every id below the
+/// floor of the cutoff's millisecond is older than it.
+fn bounds(request: &PurgeRequest) -> (MessageId, &str) {
     let floor = MessageId::floor_at(request.before);
     let after = request.after.as_ref().map_or("", MessageId::as_str);
+    (floor, after)
+}
+
+pub(crate) fn purge(conn: &Connection, request: &PurgeRequest) -> rusqlite::Result<Purged> {
+    let app = request.app.as_str();
+    let (floor, after) = bounds(request);
     let candidates = conn
         .prepare_cached(CANDIDATES)?
         .query_map(
