@@ -188,6 +188,11 @@ impl Target {
     /// Herald as `options` say: one node on its embedded store, or `--nodes` nodes on a
     /// fresh database made through `--database-url`; `extra` flags on every node.
     pub(crate) async fn herald(options: &Options, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut flags: Vec<&str> = extra.to_vec();
+        if let Some(sink) = &options.otlp_sink {
+            flags.extend(["--otlp-endpoint", sink.as_str()]);
+        }
+        let extra = flags.as_slice();
         let Some(admin_url) = &options.database_url else {
             return Ok(Self {
                 nodes: vec![Process::herald(extra)?],

@@ -81,14 +81,24 @@ pub(crate) struct Options {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Herald exports traces (a span for each publish and each attempt) to a sink in the
+    /// benchmark that answers OTLP/HTTP requests and drops them: the cost of tracing.
+    #[arg(long)]
+    otlp: bool,
+    /// The sink's address, once started.
+    #[arg(skip)]
+    otlp_sink: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
-    let options = Options::parse();
+    let mut options = Options::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if options.otlp {
+        options.otlp_sink = Some(runtime.block_on(otlp_sink())?);
+    }
     let reports = runtime.block_on(scenarios::run(&options))?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&report::json(&reports))?);
@@ -96,6 +106,15 @@ fn main() -> anyhow::Result<()> {
         print!("{}", report::table(&reports));
     }
     Ok(())
+}
+
+/// An OTLP/HTTP collector that accepts every export and keeps nothing; returns its URL.
+async fn otlp_sink() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let router = axum::Router::new().fallback(|| async { "" });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(url)
 }
 
 #[cfg(test)]
