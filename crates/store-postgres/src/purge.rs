@@ -7,6 +7,7 @@
 //! after and finds the message gone.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use model::MessageId;
 use store::{PurgeRequest, Purged, Result};
@@ -21,19 +22,18 @@ pub(crate) const LOCK_KEY: i64 = 0x70_7572_6765;
 /// The application's messages older than the cutoff after the cursor, in id (time) order,
 /// each with how many deliveries it has and whether it must be kept as its entity's
 /// snapshot or as the previous snapshot of a message with a delivery unfinished.
-const CANDIDATES: &str = "\
-SELECT m.id,
-    (SELECT count(*) FROM deliveries d WHERE d.msg_id = m.id),
-    (m.entity_id IS NOT NULL AND EXISTS (SELECT 1 FROM entities e
-        WHERE e.app_id = m.app_id AND e.entity_type = COALESCE(m.entity_type, '')
-          AND e.entity_id = m.entity_id AND e.msg_id = m.id))
-    OR EXISTS (SELECT 1 FROM messages n JOIN deliveries d ON d.msg_id = n.id
-        WHERE n.app_id = m.app_id AND n.previous_id IS NOT NULL AND n.previous_id = m.id
-          AND d.status IN (1, 3))
-FROM messages m
-WHERE m.app_id = $1 AND m.id > $2 AND m.id < $3
-ORDER BY m.id
-LIMIT $4";
+static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.id,
+            (SELECT count(*) FROM deliveries d WHERE d.msg_id = m.id),
+            {}
+        FROM messages m
+        WHERE m.app_id = $1 AND m.id > $2 AND m.id < $3
+        ORDER BY m.id
+        LIMIT $4",
+        store::KEPT_FOR_ITS_ENTITY
+    )
+});
 
 impl crate::PostgresStore {
     pub(crate) async fn purge(&self, request: PurgeRequest) -> Result<Purged> {
@@ -59,7 +59,7 @@ impl crate::PostgresStore {
         let after = request.after.as_ref().map_or("", MessageId::as_str);
         let candidates = rows(
             &tx,
-            CANDIDATES,
+            &CANDIDATES,
             &[
                 &app,
                 &after,

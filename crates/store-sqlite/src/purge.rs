@@ -2,6 +2,8 @@
 //! with their deliveries and attempts, in one write of the writer thread (so it waits
 //! its turn like a publish, and holds the writer only as long as its bounds allow).
 
+use std::sync::LazyLock;
+
 use model::MessageId;
 use rusqlite::{Connection, params};
 use store::{PurgeRequest, Purged};
@@ -9,19 +11,18 @@ use store::{PurgeRequest, Purged};
 /// The application's messages older than the cutoff after the cursor, in id (time) order,
 /// each with whether it must be kept: a delivery unfinished (pending or sending), its
 /// entity's snapshot, or the previous snapshot of a message with a delivery unfinished.
-const CANDIDATES: &str = "\
-SELECT m.id,
-    EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3))
-    OR (m.entity_id IS NOT NULL AND EXISTS (SELECT 1 FROM entities e
-        WHERE e.app_id = m.app_id AND e.entity_type = COALESCE(m.entity_type, '')
-          AND e.entity_id = m.entity_id AND e.msg_id = m.id))
-    OR EXISTS (SELECT 1 FROM messages n JOIN deliveries d ON d.msg_id = n.id
-        WHERE n.app_id = m.app_id AND n.previous_id IS NOT NULL AND n.previous_id = m.id
-          AND d.status IN (1, 3))
-FROM messages m
-WHERE m.app_id = ?1 AND m.id > ?2 AND m.id < ?3
-ORDER BY m.id
-LIMIT ?4";
+static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.id,
+            EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3))
+            OR {}
+        FROM messages m
+        WHERE m.app_id = ?1 AND m.id > ?2 AND m.id < ?3
+        ORDER BY m.id
+        LIMIT ?4",
+        store::KEPT_FOR_ITS_ENTITY
+    )
+});
 
 /// Whether the application has a message past the cutoff after the cursor.
 pub(crate) fn any_old(conn: &Connection, request: &PurgeRequest) -> rusqlite::Result<bool> {
@@ -46,7 +47,7 @@ pub(crate) fn purge(conn: &Connection, request: &PurgeRequest) -> rusqlite::Resu
     let app = request.app.as_str();
     let (floor, after) = bounds(request);
     let candidates = conn
-        .prepare_cached(CANDIDATES)?
+        .prepare_cached(&CANDIDATES)?
         .query_map(
             params![app, after, floor.as_str(), request.max_messages as i64],
             |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)),

@@ -314,6 +314,17 @@ pub struct PurgeRequest {
     pub max_rows: usize,
 }
 
+/// The SQL condition, on a message `m`, that keeps it past retention for its entity: it
+/// is its entity's snapshot, or the previous snapshot of a message with a delivery
+/// unfinished. The same in both SQL backends, so written once.
+pub const KEPT_FOR_ITS_ENTITY: &str = "\
+    (m.entity_id IS NOT NULL AND EXISTS (SELECT 1 FROM entities e
+        WHERE e.app_id = m.app_id AND e.entity_type = COALESCE(m.entity_type, '')
+          AND e.entity_id = m.entity_id AND e.msg_id = m.id))
+    OR EXISTS (SELECT 1 FROM messages n JOIN deliveries d ON d.msg_id = n.id
+        WHERE n.app_id = m.app_id AND n.previous_id IS NOT NULL AND n.previous_id = m.id
+          AND d.status IN (1, 3))";
+
 /// What one batch of `purge_messages` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Purged {
