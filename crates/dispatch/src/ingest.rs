@@ -30,6 +30,9 @@ pub struct Publish {
     pub only: Option<EndpointId>,
     /// The publisher's W3C `traceparent`, continued by the publish and its attempts.
     pub traceparent: Option<String>,
+    /// How long the payload is kept, if the publisher asked (Svix's
+    /// `payloadRetentionPeriod`).
+    pub payload_retention: Option<std::time::Duration>,
 }
 
 impl Publish {
@@ -48,6 +51,7 @@ impl Publish {
             idempotency_key: None,
             only: None,
             traceparent: None,
+            payload_retention: None,
         }
     }
 }
@@ -98,6 +102,10 @@ impl Dispatcher {
             entity: publish.entity,
             previous: None,
             traceparent,
+            payload_expires_at: publish
+                .payload_retention
+                .and_then(|r| chrono::Duration::from_std(r).ok())
+                .and_then(|r| now.checked_add_signed(r)),
             created_at: now,
         };
         let endpoints = shared.store.app_endpoints(&message.app_id).await?;

@@ -1,7 +1,8 @@
 //! Retention: messages older than `DispatcherConfig::retention` are removed in the
 //! background, with their deliveries and attempts, one application and one bounded batch
 //! at a time (`Store::purge_messages` says what is kept: whatever a pending delivery
-//! still needs). Between batches the remover rests as long as the batch took, so it
+//! still needs); payloads whose publisher asked for a shorter retention of their own are
+//! expunged at their time (`Store::expire_payloads`), retention or not. Between batches the remover rests as long as the batch took, so it
 //! never has more than half of the store's writes: publishes are never held back for
 //! long, and a backlog of old messages is still removed far faster than messages come.
 
@@ -34,9 +35,11 @@ pub(crate) fn idempotency_window(retention: Option<Duration>) -> chrono::Duratio
 }
 
 /// How often a pass starts: a tenth of the retention, so nothing outlives it by more
-/// than a tenth, between a second (short retentions, as in tests) and five minutes.
-pub(crate) fn pass_every(retention: Duration) -> Duration {
-    (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(300))
+/// than a tenth, between a second (short retentions, as in tests) and five minutes (also
+/// without a retention, for the payloads that expire, whose retention is counted in days).
+pub(crate) fn pass_every(retention: Option<Duration>) -> Duration {
+    let most = Duration::from_secs(300);
+    retention.map_or(most, |r| (r / 10).clamp(Duration::from_secs(1), most))
 }
 
 /// How long to rest after a batch that took `took`: as long again, so the remover has
@@ -49,6 +52,7 @@ struct Meters {
     messages: Counter,
     deliveries: Counter,
     attempts: Counter,
+    payloads: Counter,
     pass: Histogram,
 }
 
@@ -56,13 +60,14 @@ impl Meters {
     fn new() -> Self {
         let removed = "herald_retention_removed_total";
         // Shown from the start (at 0), so dashboards find them before the first removal.
-        for what in ["messages", "deliveries", "attempts"] {
+        for what in ["messages", "deliveries", "attempts", "payloads"] {
             counter!(removed, "what" => what).absolute(0);
         }
         Self {
             messages: counter!(removed, "what" => "messages"),
             deliveries: counter!(removed, "what" => "deliveries"),
             attempts: counter!(removed, "what" => "attempts"),
+            payloads: counter!(removed, "what" => "payloads"),
             pass: histogram!("herald_retention_pass_seconds"),
         }
     }
@@ -75,11 +80,9 @@ impl Meters {
 }
 
 impl Shared {
-    /// Runs retention passes until `shutdown`; returns at once without a retention.
+    /// Runs retention passes until `shutdown`.
     pub(crate) async fn retention_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let Some(retention) = self.config.retention else {
-            return;
-        };
+        let retention = self.config.retention;
         let meters = Meters::new();
         loop {
             tokio::select! {
@@ -87,6 +90,19 @@ impl Shared {
                 () = tokio::time::sleep(pass_every(retention)) => {}
             }
             let started = Instant::now();
+            match self.expire_payloads(&meters, &shutdown).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    payloads = n,
+                    "expunged payloads past their publisher's retention"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "expunging expired payloads failed; the next pass goes on")
+                }
+            }
+            let Some(retention) = retention else {
+                continue;
+            };
             match self.retention_pass(retention, &meters, &shutdown).await {
                 Ok(total) if total.messages > 0 => tracing::info!(
                     messages = total.messages,
@@ -103,6 +119,29 @@ impl Shared {
             }
             meters.pass.record(started.elapsed().as_secs_f64());
         }
+    }
+
+    /// Expunges the payloads whose publisher's retention ended, in bounded batches.
+    async fn expire_payloads(
+        &self,
+        meters: &Meters,
+        shutdown: &CancellationToken,
+    ) -> store::Result<u64> {
+        let mut total = 0;
+        while !shutdown.is_cancelled() {
+            let took = Instant::now();
+            let n = self
+                .store
+                .expire_payloads(self.clock.now(), BATCH_MESSAGES)
+                .await?;
+            meters.payloads.increment(n);
+            total += n;
+            if n < BATCH_MESSAGES as u64 {
+                break;
+            }
+            tokio::time::sleep(rest_after(took.elapsed())).await;
+        }
+        Ok(total)
     }
 
     /// One pass over every application. Returns what it removed in all.
@@ -172,11 +211,15 @@ mod tests {
     #[test]
     fn passes_come_a_tenth_of_the_retention_apart_within_bounds() {
         for (retention, every) in [
-            (Duration::from_secs(5), Duration::from_secs(1)),
-            (Duration::from_secs(60), Duration::from_secs(6)),
-            (Duration::from_secs(3600), Duration::from_secs(300)),
-            (Duration::from_secs(30 * 86_400), Duration::from_secs(300)),
-            (Duration::ZERO, Duration::from_secs(1)),
+            (Some(Duration::from_secs(5)), Duration::from_secs(1)),
+            (Some(Duration::from_secs(60)), Duration::from_secs(6)),
+            (Some(Duration::from_secs(3600)), Duration::from_secs(300)),
+            (
+                Some(Duration::from_secs(30 * 86_400)),
+                Duration::from_secs(300),
+            ),
+            (Some(Duration::ZERO), Duration::from_secs(1)),
+            (None, Duration::from_secs(300)),
         ] {
             assert_eq!(pass_every(retention), every, "{retention:?}");
         }

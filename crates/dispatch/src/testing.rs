@@ -59,6 +59,7 @@ pub(crate) fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
         entity: None,
         previous: None,
         traceparent: None,
+        payload_expires_at: None,
         created_at: Utc::now(),
     }
 }

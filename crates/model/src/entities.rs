@@ -264,6 +264,9 @@ pub struct Message {
     /// The trace the message's attempts continue: a W3C `traceparent` naming the publish
     /// (its span when Herald exports traces, else the publisher's own), if there is one.
     pub traceparent: Option<String>,
+    /// When its payload is expunged, if the publisher asked for a retention of its own
+    /// (Svix's `payloadRetentionPeriod`); Herald's retention removes the message anyway.
+    pub payload_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 

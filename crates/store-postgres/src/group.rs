@@ -221,6 +221,7 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
     let mut times = Vec::with_capacity(n);
     let mut origins = Vec::with_capacity(n);
     let mut traceparents = Vec::with_capacity(n);
+    let mut expiries = Vec::with_capacity(n);
     let deliveries: usize = group.iter().map(|p| p.deliveries.len()).sum();
     let mut d_msgs = Vec::with_capacity(deliveries);
     let mut d_endpoints = Vec::with_capacity(deliveries);
@@ -245,6 +246,7 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
         times.push(created);
         origins.push(m.origin.as_deref());
         traceparents.push(m.traceparent.as_deref());
+        expiries.push(m.payload_expires_at.map(ms));
         for d in &pending.deliveries {
             d_msgs.push(m.id.as_str());
             d_endpoints.push(d.endpoint_id.as_str());
@@ -272,13 +274,13 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
     execute(
         client,
         "WITH message AS ( \
-             INSERT INTO messages (app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent) \
+             INSERT INTO messages (app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent, payload_expires_at) \
              SELECT x.app_id, x.id, x.event_id, x.event_type, x.payload, \
                  CASE WHEN x.channels IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(x.channels::jsonb)) END, \
                  CASE WHEN x.tags IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(x.tags::jsonb)) END, \
-                 x.created_at, x.origin, NULL, NULL, false, NULL, x.traceparent \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $19::text[]) \
-                 AS x(app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, traceparent) \
+                 x.created_at, x.origin, NULL, NULL, false, NULL, x.traceparent, x.payload_expires_at \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $19::text[], $20::bigint[]) \
+                 AS x(app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, traceparent, payload_expires_at) \
          ) \
          INSERT INTO deliveries (msg_id, endpoint_id, id, app_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at, lease_owner, lease_gen) \
          SELECT d.msg_id, d.endpoint_id, d.id, d.app_id, 1, 0, d.next_attempt_at, d.leased, 0, d.created_at, d.created_at, d.lease_owner, d.lease_gen \
@@ -304,6 +306,7 @@ async fn insert_group(client: &deadpool_postgres::Object, group: &[Pending]) -> 
             &d_owners,
             &d_generations,
             &traceparents,
+            &expiries,
         ],
     )
     .await

@@ -265,8 +265,8 @@ pub(crate) async fn insert_message<C: GenericClient>(
     execute(
         client,
         "WITH message AS ( \
-             INSERT INTO messages (app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $20) \
+             INSERT INTO messages (app_id, id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent, payload_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $20, $21) \
          ) \
          INSERT INTO deliveries (msg_id, endpoint_id, id, app_id, status, attempts, next_attempt_at, leased, trigger, created_at, updated_at, lease_owner, lease_gen) \
          SELECT $2, x.endpoint_id, x.id, $1, 1, 0, x.next_attempt_at, x.leased, 0, $8, $8, x.lease_owner, x.lease_gen \
@@ -293,6 +293,7 @@ pub(crate) async fn insert_message<C: GenericClient>(
             &owners,
             &generations,
             &msg.traceparent,
+            &msg.payload_expires_at.map(ms),
         ],
     )
     .await

@@ -727,6 +727,10 @@ impl Store for PostgresStore {
         self.purge(request).await
     }
 
+    async fn expire_payloads(&self, now: DateTime<Utc>, limit: usize) -> Result<u64> {
+        self.expire(now, limit).await
+    }
+
     async fn throttle_slot(
         &self,
         endpoint: &EndpointId,

@@ -20,10 +20,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/005_expunged.sql")),
     (6, include_str!("migrations/006_retention.sql")),
     (7, include_str!("migrations/007_traceparent.sql")),
+    (8, include_str!("migrations/008_payload_expiry.sql")),
 ];
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 7;
+pub(crate) const SCHEMA_VERSION: i32 = 8;
 
 /// The advisory lock every Herald node takes to migrate ("herald" in ASCII).
 const LOCK_KEY: i64 = 0x6865_7261_6c64;

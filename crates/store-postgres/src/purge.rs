@@ -35,7 +35,51 @@ static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Expired payloads, soonest first, locked (passed over if another node holds them), then
+/// expunged; a delivery a racing resend made pending meanwhile fails, as with
+/// expunge-content (the message is never sent again).
+static EXPIRED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH expired AS (
+            SELECT m.app_id, m.id FROM messages m
+            WHERE m.payload_expires_at IS NOT NULL AND NOT m.expunged
+              AND m.payload_expires_at <= $1
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3))
+              AND NOT ({})
+            ORDER BY m.payload_expires_at
+            LIMIT $2
+            FOR UPDATE OF m SKIP LOCKED
+        ), emptied AS (
+            UPDATE messages SET payload = '{{}}', expunged = TRUE FROM expired
+            WHERE messages.app_id = expired.app_id AND messages.id = expired.id
+            RETURNING messages.id
+        ), failed AS (
+            UPDATE deliveries SET status = 2, leased = 0, lease_owner = NULL,
+                next_attempt_at = NULL, updated_at = $1
+            WHERE msg_id IN (SELECT id FROM emptied) AND status = 1
+        )
+        SELECT count(*) FROM emptied",
+        store::KEPT_FOR_ITS_ENTITY
+    )
+});
+
 impl crate::PostgresStore {
+    pub(crate) async fn expire(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<u64> {
+        let client = self.client().await?;
+        let row = row(&client, &EXPIRED, &[&crate::rows::ms(now), &(limit as i64)])
+            .await
+            .map_err(error::map)?;
+        let n: i64 = match row {
+            Some(row) => get(&row, 0)?,
+            None => 0,
+        };
+        Ok(n as u64)
+    }
+
     pub(crate) async fn purge(&self, request: PurgeRequest) -> Result<Purged> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(error::map)?;

@@ -223,8 +223,8 @@ pub(crate) fn endpoint(row: &Row) -> Result<Endpoint> {
 
 /// A message's columns, from `messages m`; the last is the payload of the entity snapshot
 /// it replaced.
-pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin, m.entity_type, m.entity_id, m.entity_deleted, (SELECT p.payload FROM messages p WHERE p.app_id = m.app_id AND p.id = m.previous_id), m.traceparent";
-pub(crate) const MESSAGE_WIDTH: usize = 14;
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin, m.entity_type, m.entity_id, m.entity_deleted, (SELECT p.payload FROM messages p WHERE p.app_id = m.app_id AND p.id = m.previous_id), m.traceparent, m.payload_expires_at";
+pub(crate) const MESSAGE_WIDTH: usize = 15;
 
 /// Reads a message from the `MESSAGE_WIDTH` columns starting at `at`.
 pub(crate) fn message_at(row: &Row, at: usize) -> Result<Message> {
@@ -249,6 +249,7 @@ pub(crate) fn message_at(row: &Row, at: usize) -> Result<Message> {
         entity,
         previous: get::<Option<&str>>(row, at + 12)?.map(Arc::from),
         traceparent: get(row, at + 13)?,
+        payload_expires_at: get::<Option<i64>>(row, at + 14)?.map(time).transpose()?,
     })
 }
 

@@ -157,7 +157,7 @@ fn ready_room(max_pages: i64) -> i64 {
 }
 
 /// The version of `schema.sql`, kept in the database's `user_version`.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 /// How a database of an older schema is brought to the next version, by the version it
 /// starts from. Each step runs in one transaction with the new `user_version`, so a crash
@@ -171,6 +171,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrate_7_to_8.sql")),
     (8, include_str!("migrate_8_to_9.sql")),
     (9, include_str!("migrate_9_to_10.sql")),
+    (10, include_str!("migrate_10_to_11.sql")),
 ];
 
 /// Brings a database written by an older Herald to `SCHEMA_VERSION`, step by step; refuses
@@ -1053,7 +1054,7 @@ impl Store for EmbeddedStore {
                 let msg = message;
                 let entity = msg.entity.as_ref();
                 conn.prepare_cached(
-                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                    "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, tags, created_at, origin, entity_type, entity_id, entity_deleted, previous_id, traceparent, payload_expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -1071,6 +1072,7 @@ impl Store for EmbeddedStore {
                         entity.is_some_and(|e| e.deleted),
                         previous_id,
                         msg.traceparent,
+                        msg.payload_expires_at.map(ms),
                     ])
                 })
                 .map_err(conflict_or_backend("a message with this eventId already exists"))?;
@@ -1716,6 +1718,12 @@ impl Store for EmbeddedStore {
         }
         self.writer
             .write(move |conn| purge::purge(conn, &request).map_err(backend))
+            .await
+    }
+
+    async fn expire_payloads(&self, now: DateTime<Utc>, limit: usize) -> Result<u64> {
+        self.writer
+            .write(move |conn| purge::expire_payloads(conn, now, limit).map_err(backend))
             .await
     }
 

@@ -24,6 +24,31 @@ static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+static EXPIRED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE messages SET payload = '{{}}', expunged = 1 WHERE rowid IN (
+            SELECT m.rowid FROM messages m
+            WHERE m.payload_expires_at IS NOT NULL AND m.expunged = 0
+              AND m.payload_expires_at <= ?1
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3))
+              AND NOT ({})
+            ORDER BY m.payload_expires_at
+            LIMIT ?2)",
+        store::KEPT_FOR_ITS_ENTITY
+    )
+});
+
+/// Expunges up to `limit` payloads whose publisher's retention ended by `now`.
+pub(crate) fn expire_payloads(
+    conn: &Connection,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: usize,
+) -> rusqlite::Result<u64> {
+    Ok(conn
+        .prepare_cached(&EXPIRED)?
+        .execute(params![crate::rows::ms(now), limit as i64])? as u64)
+}
+
 /// Whether the application has a message past the cutoff after the cursor.
 pub(crate) fn any_old(conn: &Connection, request: &PurgeRequest) -> rusqlite::Result<bool> {
     let (floor, after) = bounds(request);

@@ -112,9 +112,9 @@ pub(crate) fn endpoint(row: &Row<'_>) -> rusqlite::Result<Endpoint> {
     })
 }
 
-pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin, m.entity_type, m.entity_id, m.entity_deleted, (SELECT p.payload FROM messages p WHERE p.app_id = m.app_id AND p.id = m.previous_id), m.traceparent";
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.app_id, m.event_id, m.event_type, m.payload, m.channels, m.tags, m.created_at, m.origin, m.entity_type, m.entity_id, m.entity_deleted, (SELECT p.payload FROM messages p WHERE p.app_id = m.app_id AND p.id = m.previous_id), m.traceparent, m.payload_expires_at";
 
-/// Reads a message from the 14 columns starting at `at`.
+/// Reads a message from the 15 columns starting at `at`.
 pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
     Ok(Message {
         id: MessageId::from_string(row.get(at)?),
@@ -138,6 +138,7 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> 
             .transpose()?,
         previous: row.get::<_, Option<String>>(at + 12)?.map(Arc::from),
         traceparent: row.get(at + 13)?,
+        payload_expires_at: row.get::<_, Option<i64>>(at + 14)?.map(time),
     })
 }
 

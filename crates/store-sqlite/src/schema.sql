@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS messages (
     previous_id TEXT,
     expunged INTEGER NOT NULL DEFAULT 0,
     -- The W3C traceparent the message's attempts continue (`Message::traceparent`).
-    traceparent TEXT
+    traceparent TEXT,
+    -- When the payload is expunged (the publisher's payloadRetentionPeriod), if set.
+    payload_expires_at INTEGER
 );
 -- `expunged`: the message's payload was expunged; it is `{}`, and the message is never
 -- sent again.
@@ -79,6 +81,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_app ON messages (app_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
 -- Retention keeps a message while one whose previous snapshot it holds is pending.
 CREATE INDEX IF NOT EXISTS messages_previous ON messages (app_id, previous_id) WHERE previous_id IS NOT NULL;
+-- Payloads to expunge at their time; only messages whose publisher asked are in it.
+CREATE INDEX IF NOT EXISTS messages_payload_expiry ON messages (payload_expires_at) WHERE payload_expires_at IS NOT NULL AND expunged = 0;
 -- Each entity's snapshot: the last message published about it (its payload is the
 -- snapshot); entity_type is '' when none was given.
 CREATE TABLE IF NOT EXISTS entities (

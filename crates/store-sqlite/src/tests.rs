@@ -55,6 +55,7 @@ async fn a_full_store_refuses_writes_cleanly() {
             entity: None,
             previous: None,
             traceparent: None,
+            payload_expires_at: None,
             created_at: Utc::now(),
         };
         match store
@@ -400,9 +401,11 @@ async fn a_schema_2_database_is_migrated_at_open() {
          ALTER TABLE endpoints DROP COLUMN revision;
          ALTER TABLE tokens DROP COLUMN capabilities;
          ALTER TABLE event_types DROP COLUMN enforce_schema;
+         DROP INDEX messages_payload_expiry;
          ALTER TABLE messages DROP COLUMN expunged;
          DROP INDEX messages_previous;
          ALTER TABLE messages DROP COLUMN traceparent;
+         ALTER TABLE messages DROP COLUMN payload_expires_at;
          PRAGMA user_version = 2;
          COMMIT;"
     ))

@@ -119,6 +119,7 @@ pub fn message(app: &AppId, event_id: Option<&str>, at: DateTime<Utc>) -> Messag
         entity: None,
         previous: None,
         traceparent: None,
+        payload_expires_at: None,
         created_at: at,
     }
 }
@@ -1816,4 +1817,78 @@ async fn retention(store: &dyn Store) {
         assert!(!exists(id).await);
     }
     assert!(exists(recent.id.clone()).await, "within retention");
+
+    // A publisher's retention of the payload (Svix's payloadRetentionPeriod): expunged at
+    // its time once nothing pending needs it; an entity's snapshot keeps its payload.
+    let with_expiry = |at: i64, entity: Option<&str>, deliver: bool| {
+        let mut m = message(&a.id, None, t(at));
+        m.id = MessageId::floor_at(t(at));
+        m.payload_expires_at = Some(t(1000));
+        m.entity = entity.map(|id| model::EntityRef {
+            entity_type: None,
+            id: id.to_owned(),
+            deleted: false,
+        });
+        let deliveries = if deliver {
+            vec![NewDelivery {
+                id: DeliveryId::generate(),
+                endpoint_id: e.id.clone(),
+                leased_until: None,
+            }]
+        } else {
+            Vec::new()
+        };
+        let new = NewMessage {
+            message: m.clone(),
+            owner: NODE_A,
+            deliveries: Deliveries::Known(deliveries),
+            idempotency_key: None,
+        };
+        async move {
+            store.insert_message(new).await.unwrap();
+            m
+        }
+    };
+    let done = with_expiry(900, None, true).await;
+    let waiting = with_expiry(901, None, true).await;
+    let snapshot = with_expiry(902, Some("z"), false).await;
+    let plain = with_expiry(903, None, false).await;
+    finish(vec![done.id.clone()], Status::Success, 950).await;
+    let payload = |m: MessageId| async move {
+        store
+            .get_message(app_id, m.as_str())
+            .await
+            .unwrap()
+            .expect("still there")
+            .payload
+            .to_string()
+    };
+    assert_eq!(
+        store.expire_payloads(t(999), 10).await.unwrap(),
+        0,
+        "not yet"
+    );
+    assert_eq!(
+        store.expire_payloads(t(1000), 1).await.unwrap(),
+        1,
+        "bounded"
+    );
+    assert_eq!(store.expire_payloads(t(1000), 10).await.unwrap(), 1);
+    assert_eq!(store.expire_payloads(t(1000), 10).await.unwrap(), 0, "once");
+    assert_eq!(payload(done.id.clone()).await, "{}");
+    assert_eq!(payload(plain.id.clone()).await, "{}");
+    assert_eq!(
+        payload(waiting.id.clone()).await,
+        &*waiting.payload,
+        "pending"
+    );
+    assert_eq!(
+        payload(snapshot.id.clone()).await,
+        &*snapshot.payload,
+        "a snapshot"
+    );
+    assert!(matches!(
+        store.resend(&a.id, &done.id, &e.id, t(1001)).await,
+        Err(StoreError::Conflict(_))
+    ));
 }

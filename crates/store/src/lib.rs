@@ -484,6 +484,10 @@ pub trait Store: Send + Sync + 'static {
     /// its deliveries is pending, while it is its entity's snapshot, and while a message
     /// whose previous snapshot it holds has a delivery pending.
     async fn purge_messages(&self, request: PurgeRequest) -> Result<Purged>;
+    /// Expunges (as `expunge_content`) up to `limit` payloads whose publisher's retention
+    /// ended by `now` (`Message::payload_expires_at`), soonest first; kept while a
+    /// delivery is pending and while `KEPT_FOR_ITS_ENTITY` holds. Returns how many.
+    async fn expire_payloads(&self, now: DateTime<Utc>, limit: usize) -> Result<u64>;
 
     /// Reserves the next start of an attempt to `endpoint` under a rate of `per_second`,
     /// shared by every node on this store: returns when it may start, never before `now`.

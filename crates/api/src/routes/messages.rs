@@ -69,6 +69,12 @@ struct MessageIn {
     /// Creates the application when the path names one that does not exist.
     #[serde(default)]
     application: Option<ApplicationIn>,
+    /// Days to keep the payload, 5 to 90: after them it is expunged (as by
+    /// expunge-content) once no delivery of the message is pending. Herald's retention
+    /// (`--retention`) removes the whole message when it comes first.
+    #[serde(default)]
+    #[schema(minimum = 5, maximum = 90)]
+    payload_retention_period: Option<i64>,
 }
 
 impl Validate for MessageIn {
@@ -100,6 +106,14 @@ impl Validate for MessageIn {
         }
         if let Some(entity_type) = &self.entity_type {
             validate::name(&mut problems, &["body", "entityType"], entity_type, 256);
+        }
+        if let Some(days) = self.payload_retention_period
+            && !(5..=90).contains(&days)
+        {
+            problems.push(ValidationErrorItem::new(
+                &["body", "payloadRetentionPeriod"],
+                format!("must be from 5 to 90 days, not {days}"),
+            ));
         }
         if self.entity_id.is_none() {
             for (field, given) in [
@@ -329,6 +343,9 @@ async fn create_message(
             idempotency_key,
             only: None,
             traceparent: traceparent(&headers),
+            payload_retention: body
+                .payload_retention_period
+                .map(|days| std::time::Duration::from_secs(days.unsigned_abs() * 86_400)),
         })
         .await
         .map_err(|err| match err {

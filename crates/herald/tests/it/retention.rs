@@ -195,3 +195,50 @@ async fn a_steady_load_with_a_short_retention_keeps_the_store_size_flat() {
         "{database} bytes for {published} messages"
     );
 }
+
+/// Svix's `payloadRetentionPeriod` (days, 5 to 90) is taken, or refused with where and
+/// why; its expiry is the store's (`conformance::retention`: days cannot pass in a test).
+#[tokio::test]
+async fn a_payload_retention_period_is_taken_or_refused_with_the_reason() {
+    let herald = Herald::start().await;
+    let app = herald.app("kept-briefly").await;
+    let path = format!("/api/v1/app/{app}/msg");
+    for days in [4, 91] {
+        let (status, body) = herald
+            .call(
+                Method::POST,
+                &path,
+                Some(json!({"eventType": "a.b", "payload": {}, "payloadRetentionPeriod": days})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(
+            body["detail"][0]["loc"],
+            json!(["body", "payloadRetentionPeriod"]),
+            "{body}"
+        );
+        assert!(
+            body["detail"][0]["msg"]
+                .as_str()
+                .unwrap()
+                .contains("5 to 90 days"),
+            "{body}"
+        );
+    }
+    let (status, body) = herald
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"eventType": "a.b", "payload": {"n": 1}, "payloadRetentionPeriod": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let kept = herald
+        .get(&format!("{path}/{}", body["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        kept["payload"],
+        json!({"n": 1}),
+        "kept until its days are over"
+    );
+}
