@@ -40,7 +40,13 @@ pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
         .telemetry
         .otlp_endpoint
         .as_ref()
-        .map(|endpoint| crate::traces::install(endpoint, settings.telemetry.otlp_sample_ratio))
+        .map(|endpoint| {
+            crate::traces::install(
+                endpoint,
+                settings.telemetry.otlp_sample_ratio,
+                &settings.extra_roots,
+            )
+        })
         .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -160,8 +160,8 @@ pub(crate) struct Destinations {
     /// Refuse destinations without TLS (`http://`, `amqp://`).
     #[arg(long, env = "HERALD_HTTPS_ONLY")]
     pub(crate) https_only: bool,
-    /// A PEM file of CA certificates trusted for HTTPS receivers and `amqps` brokers
-    /// besides the system's (destinations behind a private CA).
+    /// A PEM file of CA certificates trusted for HTTPS receivers, `amqps` brokers and an
+    /// `https://` trace collector besides the system's (behind a private CA).
     #[arg(long, env = "HERALD_TLS_CA_FILE", value_parser = values::path)]
     pub(crate) tls_ca_file: Option<PathBuf>,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
@@ -15,14 +15,30 @@ use opentelemetry_sdk::trace::{
 
 /// Installs the process's tracer provider, exporting to `endpoint` (a collector's base
 /// URL: spans go to `{endpoint}/v1/traces`), keeping `sample_ratio` of the traces that
-/// start in Herald and those a publisher sampled. Shut it down at exit to send the last
-/// spans.
-pub(crate) fn install(endpoint: &url::Url, sample_ratio: f64) -> anyhow::Result<SdkTracerProvider> {
+/// start in Herald and those a publisher sampled; an `https://` collector may be behind
+/// one of `extra_roots` (`tls_ca_file`) as well as the system's. Shut it down at exit to
+/// send the last spans.
+pub(crate) fn install(
+    endpoint: &url::Url,
+    sample_ratio: f64,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> anyhow::Result<SdkTracerProvider> {
     // The exporter's HTTP client uses rustls with the process's provider (as transport's).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let traces_url = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+    let roots = extra_roots
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .context("tls_ca_file: a certificate the trace exporter cannot use")?;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .tls_certs_merge(roots)
+        .build()
+        .context("otlp_endpoint: making the exporter's HTTP client")?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(client)
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .with_endpoint(&traces_url)
         .with_timeout(Duration::from_secs(10))

@@ -234,3 +234,57 @@ async fn a_tls_ca_file_without_certificates_stops_herald_at_start() {
         "{stderr}"
     );
 }
+
+/// A trace collector behind the same private CA: the exporter trusts `--tls-ca-file` too.
+#[tokio::test]
+async fn spans_reach_an_https_collector_behind_the_private_ca() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+
+    let pki = pki();
+    let (addr, seen) = https_receiver(&pki, &[b"http/1.1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let collector = format!("https://localhost:{}", addr.port());
+    let herald = Herald::start_with(&[
+        "--tls-ca-file",
+        ca.to_str().unwrap(),
+        "--otlp-endpoint",
+        collector.as_str(),
+    ])
+    .await;
+    let app = herald.app("traced-over-tls").await;
+    herald
+        .publish(&app, json!({"eventType": "a.b", "payload": {}}))
+        .await;
+    // Spans leave within a second of their end.
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
+    let names = loop {
+        let names: Vec<String> = seen
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, _, body)| {
+                let request = ExportTraceServiceRequest::decode(body.clone()).unwrap();
+                request
+                    .resource_spans
+                    .into_iter()
+                    .flat_map(|r| r.scope_spans)
+                    .flat_map(|s| s.spans)
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !names.is_empty() {
+            break names;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no span reached the HTTPS collector"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(names, ["publish"]);
+}
