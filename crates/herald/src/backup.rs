@@ -11,8 +11,8 @@ use crate::config::{TOKEN_FILE, write_private};
 pub(crate) fn run(data_dir: &Path, to: &Path, on_postgres: bool) -> anyhow::Result<()> {
     if on_postgres {
         bail!(
-            "HERALD_DATABASE_URL is set: Herald's data is in PostgreSQL, which `herald backup` \
-             does not copy. Back the database up with pg_dump or the platform's snapshots \
+            "a database URL is set (HERALD_DATABASE_URL or the settings file's [store] \
+             database_url): Herald's data is in PostgreSQL, which `herald backup` does not copy. Back the database up with pg_dump or the platform's snapshots \
              (docs/OPERATIONS.md)"
         );
     }

@@ -39,6 +39,10 @@ struct TokenArgs {
     /// (the embedded store's; on PostgreSQL the token is kept only as a digest).
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The settings file that Herald runs with: its `[store] data_dir` when no flag or
+    /// variable names one.
+    #[arg(long, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +55,10 @@ struct BackupArgs {
     /// Set when Herald runs on PostgreSQL, whose data this command does not copy.
     #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true, hide = true)]
     database_url: Option<String>,
+    /// The settings file that Herald runs with: its `[store]` section when no flag or
+    /// variable says otherwise.
+    #[arg(long, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
@@ -63,7 +71,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             crate::serve::run(Settings::from_args(args)?)
         }
         Command::Token(args) => {
-            let dir = args.data_dir.unwrap_or_else(config::default_data_dir);
+            let dir = match (args.data_dir, &args.config) {
+                (Some(dir), _) => dir,
+                (None, Some(file)) => store_settings(file)?.data_dir,
+                (None, None) => config::default_data_dir(),
+            };
             let token = config::stored_token(&dir)?.with_context(|| {
                 format!(
                     "no admin token in {}: start `herald serve` once, or set HERALD_ADMIN_TOKEN \
@@ -75,11 +87,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Backup(args) => crate::backup::run(
-            &args.data_dir.unwrap_or_else(config::default_data_dir),
-            &args.path,
-            args.database_url.is_some(),
-        ),
+        Command::Backup(args) => {
+            let file = args.config.as_deref().map(store_settings).transpose()?;
+            let data_dir = args
+                .data_dir
+                .or_else(|| file.as_ref().map(|s| s.data_dir.clone()))
+                .unwrap_or_else(config::default_data_dir);
+            let on_postgres =
+                args.database_url.is_some() || file.is_some_and(|s| s.database_url.is_some());
+            crate::backup::run(&data_dir, &args.path, on_postgres)
+        }
         Command::Openapi => {
             let doc = api::openapi();
             println!(
@@ -94,6 +111,17 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 /// `serve`'s settings parsed again with `file`'s entries as their defaults. The command
 /// line was parsed once already, so an error now is the file's: it names the key.
 fn with_file(file: &std::path::Path) -> anyhow::Result<ServeArgs> {
+    serve_args(file, std::env::args_os().collect())
+}
+
+/// The `[store]` settings `herald serve --config file` would run with (the environment
+/// applies as for `serve`), for the commands that work on its store.
+fn store_settings(file: &std::path::Path) -> anyhow::Result<settings::Store> {
+    Ok(serve_args(file, vec!["herald".into(), "serve".into()])?.store)
+}
+
+/// `serve`'s settings from `argv`, with `file`'s entries as their defaults.
+fn serve_args(file: &std::path::Path, argv: Vec<std::ffi::OsString>) -> anyhow::Result<ServeArgs> {
     let serve = Cli::command()
         .find_subcommand("serve")
         .cloned()
@@ -101,7 +129,7 @@ fn with_file(file: &std::path::Path) -> anyhow::Result<ServeArgs> {
     let serve = settings::with_file(serve, file)?;
     let matches = Cli::command()
         .mut_subcommand("serve", |_| serve)
-        .try_get_matches_from(std::env::args_os())
+        .try_get_matches_from(argv)
         .map_err(|err| {
             let key = match err.get(clap::error::ContextKind::InvalidArg) {
                 Some(clap::error::ContextValue::String(arg)) => arg

@@ -99,6 +99,58 @@ async fn config_example_lists_valid_keys_and_bad_config_names_the_key() {
     );
 }
 
+/// `herald token` and `herald backup` find the store where `--config`'s `[store]` says.
+#[test]
+fn token_and_backup_read_the_store_from_the_settings_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("admin-token"), "hrd_from_the_file\n").unwrap();
+    let file = tmp.path().join("herald.toml");
+    std::fs::write(
+        &file,
+        format!("[store]\ndata_dir = {:?}\n", data.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = herald()
+        .args(["token", "--config"])
+        .arg(&file)
+        .env_remove("HERALD_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "hrd_from_the_file"
+    );
+    // A file that runs Herald on PostgreSQL: backup says so rather than copy nothing.
+    let on_postgres = tmp.path().join("postgres.toml");
+    std::fs::write(
+        &on_postgres,
+        "[store]\ndatabase_url = \"postgres://herald@127.0.0.1:1/herald\"\n",
+    )
+    .unwrap();
+    let out = herald()
+        .arg("backup")
+        .arg(tmp.path().join("copy"))
+        .arg("--config")
+        .arg(&on_postgres)
+        .env_remove("HERALD_DATABASE_URL")
+        .env_remove("HERALD_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pg_dump"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Flags win over variables, which win over the file, which wins over the defaults: who
 /// may read `/metrics` shows which one counted.
 #[tokio::test]
