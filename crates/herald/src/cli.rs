@@ -108,6 +108,34 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// For a bad value that a `HERALD_*` variable set (its flag not on the command line): the
+/// error naming the variable, which clap's names only the flag.
+pub(crate) fn from_variable(err: &clap::Error) -> Option<String> {
+    let Some(clap::error::ContextValue::String(arg)) =
+        err.get(clap::error::ContextKind::InvalidArg)
+    else {
+        return None;
+    };
+    let long = arg.trim_start_matches('-').split(' ').next()?;
+    let command = Cli::command();
+    let variable = command
+        .get_subcommands()
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?
+        .to_str()?
+        .to_owned();
+    let flag = format!("--{long}");
+    let on_command_line = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if on_command_line || std::env::var_os(&variable).is_none() {
+        return None;
+    }
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let what = first.strip_prefix("error: ").unwrap_or(first);
+    Some(format!("{variable}: {what}"))
+}
+
 /// `serve`'s settings parsed again with `file`'s entries as their defaults. The command
 /// line was parsed once already, so an error now is the file's: it names the key.
 fn with_file(file: &std::path::Path) -> anyhow::Result<ServeArgs> {

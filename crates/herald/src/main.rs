@@ -12,7 +12,7 @@ mod serve;
 mod settings;
 mod traces;
 
-use clap::Parser;
+use clap::Parser as _;
 
 /// mimalloc: the delivery path allocates many small, short-lived buffers (ids, headers,
 /// JSON), which it serves faster than the system allocator.
@@ -20,7 +20,17 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => match cli::from_variable(&err) {
+            // A bad value that came from a variable, not the command line: say which.
+            Some(said) => {
+                eprintln!("herald: {said}");
+                return std::process::ExitCode::from(2);
+            }
+            None => err.exit(),
+        },
+    };
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -91,10 +91,10 @@ async fn config_example_lists_valid_keys_and_bad_config_names_the_key() {
         .env("HERALD_MAX_IN_FLIGHT", "0")
         .output()
         .unwrap();
-    // A variable's value is checked as its flag's.
+    // A variable's value is checked as its flag's, and the error names the variable.
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("--max-in-flight") && err.contains("must be at least 1"),
+        err.contains("HERALD_MAX_IN_FLIGHT") && err.contains("must be at least 1"),
         "{err}"
     );
 }
