@@ -288,7 +288,15 @@ pub(crate) fn with_file(serve: clap::Command, file: &Path) -> anyhow::Result<cla
         // An argument's id is its field's name: the key.
         serve = serve.mut_arg(key, |arg| {
             if arg.get_value_delimiter().is_some() {
-                arg.default_values(values)
+                // A list: an array's items, or a string's comma-separated parts.
+                let items: Vec<String> = values
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                arg.default_values(items)
             } else {
                 arg.default_value(values.join(","))
             }
@@ -315,7 +323,7 @@ fn sections(serve: &clap::Command) -> Vec<(String, Vec<String>)> {
     sections
 }
 
-/// A file value as the texts a flag would take: a list's items, or one text.
+/// A file value as texts: an array's items, or the one value.
 fn texts(key: &str, value: toml::Value) -> anyhow::Result<Vec<String>> {
     let scalar = |value: toml::Value| -> anyhow::Result<String> {
         Ok(match value {
@@ -328,9 +336,6 @@ fn texts(key: &str, value: toml::Value) -> anyhow::Result<Vec<String>> {
     };
     match value {
         toml::Value::Array(items) => items.into_iter().map(scalar).collect(),
-        toml::Value::String(s) if s.contains(',') => {
-            Ok(s.split(',').map(|p| p.trim().to_owned()).collect())
-        }
         other => Ok(vec![scalar(other)?]),
     }
 }
@@ -397,9 +402,23 @@ mod tests {
 
     #[test]
     fn keys_outside_sections_are_read_in_theirs_and_unknown_ones_refused() {
-        let args = parse("max_queued = 300\nlog_format = \"json\"\n", &[]).unwrap();
+        let args = parse(
+            "max_queued = 300\nlog_format = \"json\"\nlog = \"herald=debug,info\"\n\
+             deny_destination = \"10.0.0.0/8, 192.168.0.0/16\"\n",
+            &[],
+        )
+        .unwrap();
         assert_eq!(args.delivery.max_queued, 300);
         assert_eq!(args.telemetry.log_format, LogFormat::Json);
+        assert_eq!(
+            args.telemetry.log, "herald=debug,info",
+            "one text, commas and all"
+        );
+        assert_eq!(
+            args.destinations.deny_destination.len(),
+            2,
+            "a list from a string"
+        );
         for (file, named) in [
             ("max_inflight = 3", "unknown key `max_inflight`"),
             ("[stor]\nx = 1", "unknown section [stor]"),
