@@ -126,7 +126,10 @@ pub(crate) fn from_variable(err: &clap::Error) -> Option<String> {
         .to_str()?
         .to_owned();
     let flag = format!("--{long}");
-    let on_command_line = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let on_command_line = std::env::args_os().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    });
     if on_command_line || std::env::var_os(&variable).is_none() {
         return None;
     }
