@@ -1623,10 +1623,16 @@ async fn retention(store: &dyn Store) {
         .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
         .await
         .unwrap();
-    // A message accepted at `t(at)` (its id's time), about `entity`, with a delivery or not.
-    let insert = |at: i64, entity: Option<&str>, deliver: bool, key: Option<&str>| {
+    // A message accepted at `t(at)` (its id's time), about `entity`, with a delivery or
+    // not, its payload to expire at `expires` if given.
+    let insert = |at: i64,
+                  entity: Option<&str>,
+                  deliver: bool,
+                  key: Option<&str>,
+                  expires: Option<DateTime<Utc>>| {
         let mut m = message(&a.id, None, t(at));
         m.id = MessageId::floor_at(t(at));
+        m.payload_expires_at = expires;
         m.entity = entity.map(|id| model::EntityRef {
             entity_type: None,
             id: id.to_owned(),
@@ -1694,17 +1700,17 @@ async fn retention(store: &dyn Store) {
             .is_some()
     };
 
-    let delivered = insert(1, None, true, Some("key-1")).await;
-    let pending = insert(2, None, true, None).await;
-    let failed = insert(3, None, true, None).await;
-    let unsubscribed = insert(4, None, false, None).await;
+    let delivered = insert(1, None, true, Some("key-1"), None).await;
+    let pending = insert(2, None, true, None, None).await;
+    let failed = insert(3, None, true, None, None).await;
+    let unsubscribed = insert(4, None, false, None, None).await;
     // Entity x: its first message is the previous snapshot of the second, still pending.
-    let x1 = insert(5, Some("x"), true, None).await;
-    let x2 = insert(6, Some("x"), true, None).await;
+    let x1 = insert(5, Some("x"), true, None, None).await;
+    let x2 = insert(6, Some("x"), true, None, None).await;
     // Entity y: both delivered; the second is the snapshot.
-    let y1 = insert(7, Some("y"), true, None).await;
-    let y2 = insert(8, Some("y"), true, None).await;
-    let recent = insert(60, None, true, None).await;
+    let y1 = insert(7, Some("y"), true, None, None).await;
+    let y2 = insert(8, Some("y"), true, None, None).await;
+    let recent = insert(60, None, true, None, None).await;
     finish(
         vec![
             delivered.id.clone(),
@@ -1786,13 +1792,13 @@ async fn retention(store: &dyn Store) {
     assert!(exists(x2.id.clone()).await && exists(y2.id.clone()).await);
 
     // The idempotency key of a message that is gone is free again.
-    let again = insert(30, None, false, Some("key-1")).await;
+    let again = insert(30, None, false, Some("key-1"), None).await;
     assert!(exists(again.id).await);
 
     // Batches are bounded by messages and by rows, and say where the next one starts.
     let mut old = Vec::new();
     for at in 40..45 {
-        old.push(insert(at, None, true, None).await.id);
+        old.push(insert(at, None, true, None, None).await.id);
     }
     finish(old.clone(), Status::Success, 400).await;
     // The first four: x's and y's snapshots (kept), the keyed one at 30, the one at 40.
@@ -1820,39 +1826,10 @@ async fn retention(store: &dyn Store) {
 
     // A publisher's retention of the payload (Svix's payloadRetentionPeriod): expunged at
     // its time once nothing pending needs it; an entity's snapshot keeps its payload.
-    let with_expiry = |at: i64, entity: Option<&str>, deliver: bool| {
-        let mut m = message(&a.id, None, t(at));
-        m.id = MessageId::floor_at(t(at));
-        m.payload_expires_at = Some(t(1000));
-        m.entity = entity.map(|id| model::EntityRef {
-            entity_type: None,
-            id: id.to_owned(),
-            deleted: false,
-        });
-        let deliveries = if deliver {
-            vec![NewDelivery {
-                id: DeliveryId::generate(),
-                endpoint_id: e.id.clone(),
-                leased_until: None,
-            }]
-        } else {
-            Vec::new()
-        };
-        let new = NewMessage {
-            message: m.clone(),
-            owner: NODE_A,
-            deliveries: Deliveries::Known(deliveries),
-            idempotency_key: None,
-        };
-        async move {
-            store.insert_message(new).await.unwrap();
-            m
-        }
-    };
-    let done = with_expiry(900, None, true).await;
-    let waiting = with_expiry(901, None, true).await;
-    let snapshot = with_expiry(902, Some("z"), false).await;
-    let plain = with_expiry(903, None, false).await;
+    let done = insert(900, None, true, None, Some(t(1000))).await;
+    let waiting = insert(901, None, true, None, Some(t(1000))).await;
+    let snapshot = insert(902, Some("z"), false, None, Some(t(1000))).await;
+    let plain = insert(903, None, false, None, Some(t(1000))).await;
     finish(vec![done.id.clone()], Status::Success, 950).await;
     let payload = |m: MessageId| async move {
         store
