@@ -327,6 +327,8 @@ impl Shared {
             return;
         }
         let rules = self.rules.get(endpoint);
+        // As shown in the attempt's record and span: any password masked.
+        let url = model::destination::masked_url(&endpoint.url);
         let mut outcome = if endpoint.disabled {
             refused("endpoint is disabled".to_owned())
         } else if rules.invalid {
@@ -334,7 +336,6 @@ impl Shared {
         } else {
             let body = rules.body(&job.message);
             let payload = body.as_deref().unwrap_or(&job.message.payload);
-            let url = model::destination::masked_url(&endpoint.url);
             let traced = self
                 .traces
                 .attempt(&job.message, endpoint, &url, job.attempts + 1);
@@ -372,7 +373,6 @@ impl Shared {
         let since_publish = (now - job.message.created_at).to_std().unwrap_or_default();
         self.meters
             .attempted(&outcome, &step, job.trigger, since_publish);
-        let url = model::destination::masked_url(&endpoint.url);
         let record = attempt_record(&job, &url, &outcome, &step, now);
         tracing::debug!(
             msg_id = %job.message.id,

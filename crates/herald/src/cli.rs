@@ -133,10 +133,14 @@ pub(crate) fn from_variable(err: &clap::Error) -> Option<String> {
     if on_command_line || std::env::var_os(&variable).is_none() {
         return None;
     }
+    Some(format!("{variable}: {}", reason(err)))
+}
+
+/// What clap says is wrong, without its `error: ` and its advice.
+fn reason(err: &clap::Error) -> String {
     let rendered = err.render().to_string();
     let first = rendered.lines().next().unwrap_or_default();
-    let what = first.strip_prefix("error: ").unwrap_or(first);
-    Some(format!("{variable}: {what}"))
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 /// `serve`'s settings parsed again with `file`'s entries as their defaults. The command
@@ -171,10 +175,7 @@ fn serve_args(file: &std::path::Path, argv: Vec<std::ffi::OsString>) -> anyhow::
                     .replace('-', "_"),
                 _ => String::new(),
             };
-            let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or_default();
-            let what = first.strip_prefix("error: ").unwrap_or(first);
-            anyhow::anyhow!("{}: `{key}`: {what}", file.display())
+            anyhow::anyhow!("{}: `{key}`: {}", file.display(), reason(&err))
         })?;
     match Cli::from_arg_matches(&matches)?.command {
         Command::Serve(args) => Ok(*args),
