@@ -78,6 +78,11 @@ pub(crate) struct Options {
     /// Herald nodes on that database, 1 to 3; publishes go to each in turn.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3), requires = "database_url")]
     nodes: u8,
+    /// Publish every delivery scenario's events at this rate (events/s, all publishers
+    /// together) instead of as fast as Herald takes them: CPU per delivery at one load for
+    /// every setup, none of them saturating the machine.
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -88,6 +93,13 @@ pub(crate) struct Options {
     /// The sink's address, once started.
     #[arg(skip)]
     otlp_sink: Option<String>,
+}
+
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("expected events per second above 0, got {value:?}")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {

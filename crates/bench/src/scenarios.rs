@@ -271,7 +271,7 @@ async fn deliver_bodies(
     let published = publish_bodies(
         n,
         options.concurrency,
-        None,
+        options.rate,
         targets(herald, apps),
         body,
         &bar,
