@@ -44,9 +44,10 @@ pub struct DispatcherConfig {
     pub poll_interval: Duration,
     /// Deliveries leased per poll at most.
     pub poll_batch: usize,
-    /// How long the recorder waits for more finished attempts before writing a batch: zero
-    /// for a store whose writes share commits anyway (the embedded one), a few
-    /// milliseconds for one that pays a commit per call.
+    /// How long at most the recorder waits for more finished attempts before writing a
+    /// batch (only while they keep finishing: `store::batching`): zero for a store whose
+    /// writes share commits anyway (the embedded one), a few milliseconds for one that
+    /// pays a commit per call.
     pub record_linger: Duration,
     /// On shutdown, attempts in flight get this long to finish.
     pub drain_timeout: Duration,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use model::{Attempt, AttemptId, Outcome, Status};
-use store::{AttemptRecord, DeliveryUpdate};
+use store::{AttemptRecord, DeliveryUpdate, batching};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,11 @@ use crate::worker::Recorded;
 /// Attempts written in one store call at most.
 const MAX_RECORD_BATCH: usize = 1024;
 
+/// The batch the recorder waits for while attempts keep finishing (at most the configured
+/// linger): records are not what a publisher or a receiver waits for, so the recorder
+/// waits for more than the publishes' group does.
+const TARGET_RECORD_BATCH: usize = 128;
+
 impl Shared {
     /// Writes finished attempts in batches until `finish`, then flushes what is left.
     pub(crate) async fn record_loop(
@@ -26,6 +31,8 @@ impl Shared {
         mut rx: mpsc::UnboundedReceiver<Recorded>,
         finish: CancellationToken,
     ) {
+        let mut arrivals = batching::Arrivals::new(std::time::Instant::now());
+        let mut previous = 0;
         loop {
             let first = tokio::select! {
                 biased;
@@ -43,16 +50,28 @@ impl Shared {
                 }
             }
             // A store that pays a commit per call gets larger batches: a short wait for
-            // the records of the attempts finishing meanwhile (never at shutdown).
-            let linger = self.config.record_linger;
-            if !batch.is_empty() && !linger.is_zero() && batch.len() < MAX_RECORD_BATCH {
+            // more records while the rate of finished attempts says they are coming and
+            // the last batch held more than one (never at shutdown).
+            let now = std::time::Instant::now();
+            arrivals.add(batch.len(), now);
+            let target = if previous > 1 { TARGET_RECORD_BATCH } else { 1 };
+            let linger = batching::linger(
+                batch.len(),
+                target,
+                arrivals.per_second(now),
+                self.config.record_linger,
+            );
+            if !batch.is_empty() && !linger.is_zero() {
                 let until = tokio::time::Instant::now() + linger;
-                while batch.len() < MAX_RECORD_BATCH {
+                while batch.len() < target {
                     tokio::select! {
                         biased;
                         () = finish.cancelled() => break,
                         record = tokio::time::timeout_at(until, rx.recv()) => match record {
-                            Ok(Some(record)) => batch.push(record),
+                            Ok(Some(record)) => {
+                                batch.push(record);
+                                arrivals.add(1, std::time::Instant::now());
+                            }
                             _ => break,
                         },
                     }
@@ -61,6 +80,7 @@ impl Shared {
             if batch.is_empty() {
                 break;
             }
+            previous = batch.len();
             self.write_records(batch).await;
         }
     }

@@ -136,8 +136,8 @@ async fn admin_token(settings: &Settings, store: &dyn Store) -> anyhow::Result<a
         .context("the admin token's digest kept in the database is not a SHA-256 digest")
 }
 
-/// The recorder's wait for more attempts before a batch, on a shared store.
-const RECORD_LINGER_SHARED: std::time::Duration = std::time::Duration::from_millis(2);
+/// The recorder's longest wait for more attempts before a batch, on a shared store.
+const RECORD_LINGER_SHARED: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Connections waiting to be accepted, at most. The standard library's (and tokio's) 128
 /// overflows when a fleet of publishers connects at once, and a SYN the kernel drops is

@@ -6,8 +6,12 @@
 //! group, which is the larger for it; a second group is written beside the first only once
 //! `SECOND_GROUP` publishes are waiting, so a node with few concurrent publishes (one of
 //! several nodes sharing the load) still writes them in few commits, and one with many
-//! does not make them queue behind one commit at a time. A publish is answered only when
-//! its group committed: a 2xx still means stored.
+//! does not make them queue behind one commit at a time. With no group being written, the
+//! first publishes waiting may wait a little for as many as the last group held
+//! (`store::batching`: only while this node's publish rate says they are coming, at most
+//! `MAX_LINGER`), so that a node's share of a steady load is not written a few publishes a
+//! commit. A publish is answered only
+//! when its group committed: a 2xx still means stored.
 //!
 //! A group is all or nothing. If its statement fails for one message's sake (a duplicate
 //! `eventId`), the group is written again one message at a time, so each publish gets its
@@ -16,6 +20,7 @@
 use deadpool_postgres::Pool;
 use futures::stream::{FuturesUnordered, StreamExt};
 use model::Message;
+use store::batching::{Arrivals, linger};
 use store::{FIRST_GENERATION, NewDelivery, Result, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,14 +36,27 @@ const MAX_GROUP: usize = 512;
 /// for it to commit and join the next group.
 const SECOND_GROUP: usize = 16;
 
+/// How long at most a lone writer waits for as many publishes as its last group held:
+/// about one commit's time on an unloaded database, so a publish waits at most that much
+/// more, and only while publishes keep coming.
+const MAX_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The writer of plain publishes. Dropping it ends the writer task once the groups it
 /// holds are written.
 pub(crate) struct Group {
     tx: mpsc::UnboundedSender<Pending>,
     writer: tokio::task::JoinHandle<()>,
-    /// Statements written, for the tests: fewer than the publishes means they shared.
+    /// What the writer did, for the tests.
     #[cfg(test)]
-    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    counts: std::sync::Arc<Counts>,
+}
+
+/// Statements written (fewer than the publishes means they shared), and how many times the
+/// writer waited for more.
+#[derive(Default)]
+struct Counts {
+    written: std::sync::atomic::AtomicUsize,
+    lingered: std::sync::atomic::AtomicUsize,
 }
 
 struct Pending {
@@ -52,12 +70,12 @@ impl Group {
     /// Starts the writer on `pool`'s connections.
     pub(crate) fn start(pool: Pool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counts = std::sync::Arc::new(Counts::default());
         Self {
             tx,
-            writer: tokio::spawn(write_groups(pool, rx, written.clone())),
+            writer: tokio::spawn(write_groups(pool, rx, counts.clone())),
             #[cfg(test)]
-            written,
+            counts,
         }
     }
 
@@ -87,7 +105,15 @@ impl Group {
 #[cfg(test)]
 impl Group {
     pub(crate) fn written(&self) -> usize {
-        self.written.load(std::sync::atomic::Ordering::Relaxed)
+        self.counts
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn lingered(&self) -> usize {
+        self.counts
+            .lingered
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -102,7 +128,7 @@ impl Drop for Group {
 async fn write_groups(
     pool: Pool,
     mut rx: mpsc::UnboundedReceiver<Pending>,
-    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    counts: std::sync::Arc<Counts>,
 ) {
     // `/metrics`: how long each group took to write and commit, and its size.
     let meters = Meters {
@@ -112,10 +138,34 @@ async fn write_groups(
     let mut in_flight = FuturesUnordered::new();
     let mut waiting = std::collections::VecDeque::new();
     let mut open = true;
+    let mut arrivals = Arrivals::new(std::time::Instant::now());
+    // Until when the waiting publishes wait for more, once decided; the last group's size.
+    let mut lingering: Option<tokio::time::Instant> = None;
+    let mut previous = 0;
     while open || !waiting.is_empty() || !in_flight.is_empty() {
         while starts_group(in_flight.len(), waiting.len(), open) {
+            if in_flight.is_empty() && open {
+                let now = tokio::time::Instant::now();
+                let until = *lingering.get_or_insert_with(|| {
+                    let rate = arrivals.per_second(now.into_std());
+                    let wait = linger(waiting.len(), previous, rate, MAX_LINGER);
+                    if !wait.is_zero() {
+                        counts
+                            .lingered
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    now + wait
+                });
+                if now < until && waiting.len() < previous {
+                    break;
+                }
+            }
+            lingering = None;
             let group: Vec<Pending> = waiting.drain(..waiting.len().min(MAX_GROUP)).collect();
-            written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            previous = group.len();
+            counts
+                .written
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             meters.group_size.record(group.len() as f64);
             in_flight.push(timed(
                 meters.commit_seconds.clone(),
@@ -126,13 +176,16 @@ async fn write_groups(
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             next = rx.recv(), if open => match next {
                 Some(pending) => {
+                    let before = waiting.len();
                     waiting.push_back(pending);
                     while let Ok(more) = rx.try_recv() {
                         waiting.push_back(more);
                     }
+                    arrivals.add(waiting.len() - before, std::time::Instant::now());
                 }
                 None => open = false,
             },
+            () = tokio::time::sleep_until(lingering.unwrap_or_else(tokio::time::Instant::now)), if lingering.is_some() => {}
         }
     }
 }

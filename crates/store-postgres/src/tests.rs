@@ -333,6 +333,82 @@ async fn an_idempotency_key_holds_across_concurrent_inserts() {
     .await;
 }
 
+/// The group writer waits for more only for publishers that have shown they come
+/// together: never for a lone publisher waiting for each answer, and, for a steady stream
+/// of concurrent ones, for as many as its last group held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_waits_only_for_concurrent_publishers() {
+    with_database(|config| async move {
+        let store = Arc::new(PostgresStore::open(config).await.unwrap());
+        let a = store.create_app(app(None)).await.unwrap();
+        let e = store
+            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+            .await
+            .unwrap();
+        let publish = |store: Arc<PostgresStore>,
+                       app: model::AppId,
+                       endpoint: model::EndpointId| async move {
+            store
+                .insert_message(NewMessage {
+                    message: message(&app, None, t(1)),
+                    owner: NODE_A,
+                    deliveries: Deliveries::Known(vec![NewDelivery {
+                        id: model::DeliveryId::generate(),
+                        endpoint_id: endpoint,
+                        leased_until: Some(t(100)),
+                    }]),
+                    idempotency_key: None,
+                })
+                .await
+                .unwrap();
+        };
+        // One publisher, one publish after another, for longer than the rate's window.
+        let started = std::time::Instant::now();
+        let mut alone = 0;
+        while alone < 50 || started.elapsed() < std::time::Duration::from_millis(200) {
+            publish(store.clone(), a.id.clone(), e.id.clone()).await;
+            alone += 1;
+        }
+        assert_eq!(store.group.written(), alone, "a group each");
+        assert_eq!(store.group.lingered(), 0, "a lone publisher never waits");
+
+        // Sixteen publishers, each publishing one after another.
+        let publishers: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, app, endpoint) = (store.clone(), a.id.clone(), e.id.clone());
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let mut sent = 0;
+                    while sent < 50 || started.elapsed() < std::time::Duration::from_millis(300) {
+                        publish(store.clone(), app.clone(), endpoint.clone()).await;
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let mut together = 0;
+        for publisher in publishers {
+            together += publisher.await.unwrap();
+        }
+        let groups = store.group.written() - alone;
+        assert!(
+            store.group.lingered() > 0,
+            "a steady stream waits for its group"
+        );
+        assert!(
+            groups * 4 <= together,
+            "{groups} groups for {together} publishes"
+        );
+        let stored = store
+            .list_messages(&a.id, &MessageFilter::default(), &page(10_000))
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), alone + together, "every publish stored");
+    })
+    .await;
+}
+
 /// Concurrent plain publishes share statements (group commit); a duplicate `eventId` in a
 /// group fails alone, and every other message is stored exactly as given.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

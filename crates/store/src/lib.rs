@@ -11,6 +11,7 @@
 //! it only while they are still the delivery's, so a node whose lease ran out and was
 //! taken over can never overwrite what the node that took over recorded.
 
+pub mod batching;
 pub mod conformance;
 mod throttle;
 
