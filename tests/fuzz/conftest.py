@@ -8,6 +8,7 @@ a DNS query. Its API listens on loopback only.
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -63,6 +64,7 @@ def herald():
     proc.kill()
     proc.wait()
     log.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -95,6 +96,7 @@ def run_herald():
     yield url
     proc.kill()
     proc.wait()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
