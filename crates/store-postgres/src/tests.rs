@@ -284,11 +284,7 @@ async fn an_unreachable_server_is_unavailable() {
 async fn an_idempotency_key_holds_across_concurrent_inserts() {
     with_database(|config| async move {
         let store = Arc::new(PostgresStore::open(config).await.unwrap());
-        let a = store.create_app(app(None)).await.unwrap();
-        let e = store
-            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
-            .await
-            .unwrap();
+        let (a, e) = app_with_endpoint(&store).await;
         let inserts: Vec<_> = (0..8)
             .map(|_| {
                 let (store, app, endpoint) = (store.clone(), a.id.clone(), e.id.clone());
@@ -340,25 +336,11 @@ async fn an_idempotency_key_holds_across_concurrent_inserts() {
 async fn the_group_waits_only_for_concurrent_publishers() {
     with_database(|config| async move {
         let store = Arc::new(PostgresStore::open(config).await.unwrap());
-        let a = store.create_app(app(None)).await.unwrap();
-        let e = store
-            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
-            .await
-            .unwrap();
-        let publish = |store: Arc<PostgresStore>,
-                       app: model::AppId,
-                       endpoint: model::EndpointId| async move {
+        let (a, e) = app_with_endpoint(&store).await;
+        let publish = |store: Arc<PostgresStore>, app, endpoint| async move {
+            let m = message(&app, None, t(1));
             store
-                .insert_message(NewMessage {
-                    message: message(&app, None, t(1)),
-                    owner: NODE_A,
-                    deliveries: Deliveries::Known(vec![NewDelivery {
-                        id: model::DeliveryId::generate(),
-                        endpoint_id: endpoint,
-                        leased_until: Some(t(100)),
-                    }]),
-                    idempotency_key: None,
-                })
+                .insert_message(leased_to_a(m, endpoint))
                 .await
                 .unwrap();
         };
@@ -415,11 +397,7 @@ async fn the_group_waits_only_for_concurrent_publishers() {
 async fn concurrent_publishes_share_statements_and_fail_alone() {
     with_database(|config| async move {
         let store = Arc::new(PostgresStore::open(config).await.unwrap());
-        let a = store.create_app(app(None)).await.unwrap();
-        let e = store
-            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
-            .await
-            .unwrap();
+        let (a, e) = app_with_endpoint(&store).await;
         let inserts: Vec<_> = (0..60)
             .map(|i| {
                 let (store, app, endpoint) = (store.clone(), a.id.clone(), e.id.clone());
@@ -431,18 +409,7 @@ async fn concurrent_publishes_share_statements_and_fail_alone() {
                     let mut m = message(&app, None, t(1));
                     m.event_id = event_id;
                     m.tags = Some(vec!["t1".into(), "t2".into()]);
-                    let inserted = store
-                        .insert_message(NewMessage {
-                            message: m.clone(),
-                            owner: NODE_A,
-                            deliveries: Deliveries::Known(vec![NewDelivery {
-                                id: model::DeliveryId::generate(),
-                                endpoint_id: endpoint,
-                                leased_until: Some(t(100)),
-                            }]),
-                            idempotency_key: None,
-                        })
-                        .await;
+                    let inserted = store.insert_message(leased_to_a(m.clone(), endpoint)).await;
                     (m, inserted)
                 })
             })
@@ -572,17 +539,37 @@ async fn another_nodes_endpoint_write_is_seen_within_a_second() {
     with_database(|config| async move {
         let here = PostgresStore::open(config.clone()).await.unwrap();
         let there = PostgresStore::open(config).await.unwrap();
-        let a = here.create_app(app(None)).await.unwrap();
-        let e = here
-            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
-            .await
-            .unwrap();
+        let (a, e) = app_with_endpoint(&here).await;
         assert_eq!(here.app_endpoints(&a.id).await.unwrap().len(), 1);
         assert!(there.disable_endpoint(&a.id, &e.id, t(5)).await.unwrap());
         tokio::time::sleep(cache::TTL + Duration::from_millis(50)).await;
         assert!(here.app_endpoints(&a.id).await.unwrap()[0].disabled);
     })
     .await;
+}
+
+/// An application with one endpoint (whose URL nothing calls).
+async fn app_with_endpoint(store: &PostgresStore) -> (model::Application, model::Endpoint) {
+    let a = store.create_app(app(None)).await.unwrap();
+    let e = store
+        .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
+        .await
+        .unwrap();
+    (a, e)
+}
+
+/// A plain publish of `message` with one delivery to `endpoint`, leased to `NODE_A`.
+fn leased_to_a(message: model::Message, endpoint: model::EndpointId) -> NewMessage {
+    NewMessage {
+        message,
+        owner: NODE_A,
+        deliveries: Deliveries::Known(vec![NewDelivery {
+            id: model::DeliveryId::generate(),
+            endpoint_id: endpoint,
+            leased_until: Some(t(100)),
+        }]),
+        idempotency_key: None,
+    }
 }
 
 fn page(limit: usize) -> Page {
@@ -600,11 +587,7 @@ async fn another_nodes_resend_wakes_this_node() {
     with_database(|config| async move {
         let here = Arc::new(PostgresStore::open(config.clone()).await.unwrap());
         let there = PostgresStore::open(config).await.unwrap();
-        let a = there.create_app(app(None)).await.unwrap();
-        let e = there
-            .create_endpoint(endpoint(&a.id, "http://127.0.0.1:1/"))
-            .await
-            .unwrap();
+        let (a, e) = app_with_endpoint(&there).await;
         let m = message(&a.id, None, t(1));
         there
             .insert_message(NewMessage {
