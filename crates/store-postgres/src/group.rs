@@ -10,8 +10,7 @@
 //! first publishes waiting may wait a little for as many as the last group held
 //! (`store::batching`: only while this node's publish rate says they are coming, at most
 //! `MAX_LINGER`), so that a node's share of a steady load is not written a few publishes a
-//! commit. A publish is answered only
-//! when its group committed: a 2xx still means stored.
+//! commit. A publish is answered only when its group committed: a 2xx still means stored.
 //!
 //! A group is all or nothing. If its statement fails for one message's sake (a duplicate
 //! `eventId`), the group is written again one message at a time, so each publish gets its
