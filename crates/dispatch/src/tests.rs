@@ -147,6 +147,7 @@ struct Setup {
     lease: Duration,
     auto_disable_after: Option<Duration>,
     rate: Option<u32>,
+    record_linger: Duration,
 }
 
 impl TwoNodes {
@@ -193,7 +194,7 @@ impl TwoNodes {
                     poll_interval: Duration::from_millis(50),
                     poll_batch: 100,
                     drain_timeout: Duration::from_secs(1),
-                    record_linger: Duration::ZERO,
+                    record_linger: setup.record_linger,
                     entity_retention: Duration::from_secs(3600),
                     retention: None,
                     auto_disable_after: setup.auto_disable_after,
@@ -304,6 +305,7 @@ async fn two_nodes_never_attempt_one_delivery_while_queues_outlast_leases() {
             lease: Duration::from_secs(2),
             auto_disable_after: None,
             rate: None,
+            record_linger: Duration::ZERO,
         },
     )
     .await;
@@ -332,6 +334,31 @@ async fn two_nodes_never_attempt_one_delivery_while_queues_outlast_leases() {
     nodes.stop().await;
 }
 
+/// The recorder waits for fuller batches only while attempts finish together: with a
+/// linger far longer than the test may take, deliveries finishing one at a time (one
+/// endpoint, one attempt in flight, a receiver taking 300 ms) are each recorded at once.
+/// (Waiting for a batch of 128 at their rate of about three a second would take
+/// longer than `wait_recorded` allows.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_finishing_one_at_a_time_never_wait() {
+    let receiver = Receiver::start(Duration::from_millis(300)).await;
+    let nodes = TwoNodes::start(
+        &receiver,
+        Setup {
+            lease: Duration::from_secs(30),
+            auto_disable_after: None,
+            rate: None,
+            record_linger: Duration::from_secs(3600),
+        },
+    )
+    .await;
+    for n in 1..=5 {
+        nodes.publish(0).await;
+        nodes.wait_recorded(n, Status::Success).await;
+    }
+    nodes.stop().await;
+}
+
 /// An endpoint with a `throttleRate` of 10 gets at most 10 attempts a second from both
 /// nodes together: 20 messages, half through each node, take at least 19 intervals of
 /// 100 ms from the first publish (each node pacing alone would take half that).
@@ -344,6 +371,7 @@ async fn a_throttle_is_shared_by_two_nodes() {
             lease: Duration::from_secs(30),
             auto_disable_after: None,
             rate: Some(10),
+            record_linger: Duration::ZERO,
         },
     )
     .await;
@@ -376,6 +404,7 @@ async fn a_failure_streak_is_shared_by_two_nodes() {
             lease: Duration::from_secs(30),
             auto_disable_after: Some(window),
             rate: None,
+            record_linger: Duration::ZERO,
         },
     )
     .await;
