@@ -223,3 +223,37 @@ fn a_publish_body_is_the_ceiling_body_as_an_order_created_event() {
         crate::load::payload_json(7)
     );
 }
+
+/// `--rate` paces the publishers: every event is delivered, and no faster than asked (the
+/// pacing's bound; how slow a loaded machine makes it is not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_rate_paces_the_publishers() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = Options::parse_from([
+        "bench",
+        "throughput",
+        "--scale",
+        "0.01",
+        "--rate",
+        "250",
+        "--json",
+    ]);
+    let reports = scenarios::run(&options)
+        .await
+        .expect("throughput completes");
+    let report = &reports[0];
+    assert_eq!(report.get("deliveries lost"), Some(0.0));
+    assert_eq!(report.get("events published"), Some(500.0));
+    let rate = report.get("publish/s").unwrap();
+    assert!(rate <= 250.0 * 1.1, "{rate} events/s at --rate 250");
+}
+
+#[test]
+fn a_rate_must_be_a_positive_number() {
+    for bad in ["0", "-5", "fast", "inf", "NaN"] {
+        let parsed = Options::try_parse_from(["bench", "throughput", "--rate", bad]);
+        assert!(parsed.is_err(), "--rate {bad} was accepted");
+    }
+    let parsed = Options::try_parse_from(["bench", "throughput", "--rate", "1500.5"]).unwrap();
+    assert_eq!(parsed.rate, Some(1500.5));
+}
