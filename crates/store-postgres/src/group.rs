@@ -63,6 +63,8 @@ struct Pending {
     owner: u64,
     deliveries: Vec<NewDelivery>,
     done: oneshot::Sender<Result<()>>,
+    /// When it was handed to the writer.
+    since: std::time::Instant,
 }
 
 impl Group {
@@ -93,6 +95,7 @@ impl Group {
                 owner,
                 deliveries,
                 done,
+                since: std::time::Instant::now(),
             })
             .map_err(|_| error::backend_msg("the store's group writer stopped"))?;
         answer
@@ -129,10 +132,12 @@ async fn write_groups(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     counts: std::sync::Arc<Counts>,
 ) {
-    // `/metrics`: how long each group took to write and commit, and its size.
+    // `/metrics`: how long each group took to write and commit, its size, and how long its
+    // first publish waited for it to start (behind a group being written, or for more).
     let meters = Meters {
         commit_seconds: metrics::histogram!("herald_store_commit_seconds", "store" => "postgres"),
         group_size: metrics::histogram!("herald_store_group_size", "store" => "postgres"),
+        group_wait: metrics::histogram!("herald_store_group_wait_seconds", "store" => "postgres"),
     };
     let mut in_flight = FuturesUnordered::new();
     let mut waiting = std::collections::VecDeque::new();
@@ -166,6 +171,11 @@ async fn write_groups(
                 .written
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             meters.group_size.record(group.len() as f64);
+            if let Some(first) = group.first() {
+                meters
+                    .group_wait
+                    .record(first.since.elapsed().as_secs_f64());
+            }
             in_flight.push(timed(
                 meters.commit_seconds.clone(),
                 write(pool.clone(), group),
@@ -192,6 +202,7 @@ async fn write_groups(
 struct Meters {
     commit_seconds: metrics::Histogram,
     group_size: metrics::Histogram,
+    group_wait: metrics::Histogram,
 }
 
 /// Runs `write`, recording how long it took.

@@ -35,6 +35,8 @@ trait Write: Send {
     fn run(&mut self, conn: &Connection) -> Option<StoreError>;
     /// Answers the caller: the write's result if `committed` is `Ok`, else that error.
     fn answer(self: Box<Self>, committed: Result<()>);
+    /// When it was queued.
+    fn since(&self) -> std::time::Instant;
 }
 
 type Job = Box<dyn Write>;
@@ -43,6 +45,7 @@ struct Pending<R, F> {
     f: F,
     outcome: Option<Result<R>>,
     reply: oneshot::Sender<Result<R>>,
+    since: std::time::Instant,
 }
 
 impl<R, F> Write for Pending<R, F>
@@ -66,6 +69,10 @@ where
             .outcome
             .unwrap_or_else(|| Err(backend_msg("the store writer did not run a write")));
         let _ = self.reply.send(committed.and(outcome));
+    }
+
+    fn since(&self) -> std::time::Instant {
+        self.since
     }
 }
 
@@ -97,6 +104,7 @@ impl Writer {
             f,
             outcome: None,
             reply,
+            since: std::time::Instant::now(),
         });
         self.jobs
             .send(job)
@@ -133,12 +141,15 @@ fn in_savepoint(conn: &Connection, job: &mut Job) -> Option<StoreError> {
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
-    // `/metrics`: how long each group's transaction took (begin to synced commit) and
-    // how many writes it carried. Registered here, once, with the process's recorder.
+    // `/metrics`: how long each group's transaction took (begin to synced commit), how
+    // many writes it carried, and how long its first write waited for it to begin.
+    // Registered here, once, with the process's recorder.
     let commit_seconds = metrics::histogram!("herald_store_commit_seconds", "store" => "embedded");
     let group_size = metrics::histogram!("herald_store_group_size", "store" => "embedded");
+    let group_wait = metrics::histogram!("herald_store_group_wait_seconds", "store" => "embedded");
     let mut previous_group = 0;
     while let Ok(first) = rx.recv() {
+        let first_since = first.since();
         let mut group = Vec::with_capacity(16);
         group.push(first);
         take_waiting(&rx, &mut group);
@@ -152,6 +163,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         previous_group = group.len();
         group_size.record(group.len() as f64);
+        group_wait.record(first_since.elapsed().as_secs_f64());
         let started = std::time::Instant::now();
         let group = match run_fast(&conn, group) {
             Ok(committed) => {

@@ -177,6 +177,15 @@ async fn publishes_and_attempts_move_the_counters_and_histograms() {
     assert!(
         value(
             &text,
+            "herald_store_group_wait_seconds_count",
+            &[("store", "embedded")]
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    assert!(
+        value(
+            &text,
             "herald_store_group_size_bucket",
             &[("store", "embedded"), ("le", "1")]
         )
@@ -291,6 +300,16 @@ async fn on_postgresql_the_store_figures_are_the_databases() {
         value(
             &text,
             "herald_store_commit_seconds_count",
+            &[("store", "postgres")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    // The publish went through the group writer, which says how long it waited.
+    assert!(
+        value(
+            &text,
+            "herald_store_group_wait_seconds_count",
             &[("store", "postgres")]
         )
         .is_some_and(|n| n >= 1.0),
